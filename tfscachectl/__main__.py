@@ -1,0 +1,3 @@
+from tfscachectl.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``tfscachectl`` command line."""
