@@ -64,6 +64,21 @@ def _session_process_logs(request: pytest.FixtureRequest) -> None:
         _registries(request.node).append(request.getfixturevalue("session_processes"))
 
 
+@pytest.fixture(scope="module")
+def module_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessRegistry]:
+    """Processes shared by the tests of one module (a serving backend many tests query); stopped at its end."""
+    registry = ProcessRegistry(tmp_path_factory.mktemp("module-processes"))
+    yield registry
+    registry.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def _module_process_logs(request: pytest.FixtureRequest) -> None:
+    """Failed tests that use module processes also show their logs."""
+    if "module_processes" in request.fixturenames:
+        _registries(request.node).append(request.getfixturevalue("module_processes"))
+
+
 @pytest.fixture
 def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProcessRegistry]:
     """This test's processes, with logs under its ``tmp_path``; every one is stopped at teardown."""
