@@ -32,9 +32,14 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration
 
-# The local demo: the bundled TF Serving-compatible backend on generated example models.
+# The local demo: for now the bundled TF Serving-compatible backend on generated example models
+# (REST on 8501, gRPC on 8500); the full local stack (Envoy, daemon, agents) replaces it as it lands.
+DEMO_DIR ?= .tfscache/demo
 demo: $(STAMP)
-	$(BIN)/tfscachectl demo
+	test -f $(DEMO_DIR)/models.config || $(BIN)/python -m tfscachectl.modelgen $(DEMO_DIR)/models \
+		--tenants 20 --model-config $(DEMO_DIR)/models.config
+	$(BIN)/tfscachectl tf-serving --port=8500 --rest_api_port=8501 --listen_address=127.0.0.1 \
+		--model_config_file=$(DEMO_DIR)/models.config
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

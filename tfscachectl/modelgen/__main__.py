@@ -7,7 +7,23 @@ import sys
 from pathlib import Path
 
 from tfscachectl.modelgen.catalog import CATALOG
-from tfscachectl.modelgen.store import write_model_store
+from tfscachectl.modelgen.store import ModelStoreTree, write_model_store
+
+
+def model_server_config_text(tree: ModelStoreTree) -> str:
+    """A ``--model_config_file`` serving every model of ``tree`` (all versions of multi-version models)."""
+    lines = ["model_config_list {"]
+    for name in tree.names:
+        model = CATALOG.get(name)
+        if model is not None and model.testdata_name is None:
+            continue  # the broken model would fail the server's start-up
+        policy = " model_version_policy { all {} }" if model is not None and len(model.versions) > 1 else ""
+        base_path = tree.base_path(name)
+        lines.append(
+            f'  config {{ name: "{name}" base_path: "{base_path}" model_platform: "tensorflow"{policy} }}'
+        )
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(CATALOG),
         help=f"comma-separated catalog models to write (default: all of {', '.join(CATALOG)}; '' for none)",
     )
+    parser.add_argument(
+        "--model-config",
+        type=Path,
+        help="also write a text ModelServerConfig serving every written model to this file",
+    )
     args = parser.parse_args(argv)
     names = [name for name in args.models.split(",") if name]
     try:
@@ -30,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc.args[0]) if exc.args else str(exc))
     for name in tree.names:
         print(f"{name}\t{tree.base_path(name)}")
+    if args.model_config is not None:
+        args.model_config.write_text(model_server_config_text(tree))
     return 0
 
 

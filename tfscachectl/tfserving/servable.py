@@ -7,6 +7,8 @@ TF Serving loads every SavedModel, TF 1 graph or TF 2, through the v1 loader (``
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -99,9 +101,24 @@ class LoadedModel:
             return found
 
     def close(self) -> None:
+        """Close the session and hand the freed memory back to the operating system."""
         if not self._closed.is_set():
             self._closed.set()
+            with self._lock:
+                self._callables.clear()
             self._session.close()
+            del self._session, self._graph, self.meta_graph
+            gc.collect()
+            _release_free_memory()
+
+
+def _release_free_memory() -> None:
+    """glibc keeps freed heap memory; ``malloc_trim`` returns it (TF Serving releases memory after unloads)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
 
 
 def _load_error(path: Path, exc: Exception) -> ServingError:
