@@ -66,7 +66,7 @@ def _session_process_logs(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="module")
 def module_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessRegistry]:
-    """Processes shared by the tests of one module (a serving backend many tests query); stopped at its end."""
+    """Processes shared by the tests of one module (a backend many tests query); stopped at its end."""
     registry = ProcessRegistry(tmp_path_factory.mktemp("module-processes"))
     yield registry
     registry.stop_all()

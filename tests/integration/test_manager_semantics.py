@@ -81,8 +81,8 @@ def make_model(root: Path, name: str, *versions: int) -> Path:
     return root / name
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
     while not check():
         assert time.monotonic() < deadline, "condition not reached"
         await asyncio.sleep(0.01)

@@ -38,7 +38,7 @@ def _root(
 def tf_serving(ctx: typer.Context) -> None:
     """Run the bundled TF Serving-compatible backend (tensorflow_model_server's flags; --help lists them).
 
-    Example: tfscachectl tf-serving --port=8500 --rest_api_port=8501 --model_name=m --model_base_path=/models/m
+    Example: tfscachectl tf-serving --rest_api_port=8501 --model_name=m --model_base_path=/models/m
     """
     from tfscachectl.tfserving.options import HELP, parse_flags
 

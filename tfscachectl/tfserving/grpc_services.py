@@ -94,9 +94,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
 
     async def Predict(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         spec = request.model_spec if request.HasField("model_spec") else None
-        return await self._run(
-            "Predict", spec, inference.predict, context, request, _timeout_ms(context)
-        )
+        return await self._run("Predict", spec, inference.predict, context, request, _timeout_ms(context))
 
     async def Classify(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         spec = request.model_spec if request.HasField("model_spec") else None

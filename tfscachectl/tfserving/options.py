@@ -1,4 +1,4 @@
-"""The flags of ``tensorflow_model_server`` that the bundled backend understands, parsed the way it parses them.
+"""The flags of ``tensorflow_model_server`` the bundled backend understands, parsed the way it parses them.
 
 TF Serving's flags are ``--name=value`` (or ``--name value``); booleans also as bare ``--name`` and as
 ``--name=true|false|1|0``. Flags of the real binary that have no effect here (batching, thread pools, TPU...)

@@ -63,7 +63,9 @@ async def serve(options: ServerOptions, stop: asyncio.Event | None = None) -> in
         try:
             await manager.start(config)
         except ServingError as exc:
-            print(f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr, flush=True)
+            print(
+                f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr, flush=True
+            )
             return EXIT_START_FAILED
         server = grpc.aio.server(
             options=[
@@ -81,7 +83,9 @@ async def serve(options: ServerOptions, stop: asyncio.Event | None = None) -> in
             from tfscachectl.tfserving.rest_server import start_rest
 
             rest_runner = await start_rest(options, manager, executor, metrics, prometheus)
-            print(f"Exporting HTTP/REST API at:{options.listen_address}:{options.rest_api_port} ...", flush=True)
+            print(
+                f"Exporting HTTP/REST API at:{options.listen_address}:{options.rest_api_port} ...", flush=True
+            )
         watcher = None
         if options.model_config_file is not None and options.model_config_file_poll_wait_seconds > 0:
             watcher = asyncio.create_task(_watch_config_file(options, manager), name="config-file-poll")

@@ -44,7 +44,9 @@ def _records(path: str) -> Any:
         for raw in tf.data.TFRecordDataset(path):
             yield raw.numpy()
     except tf.errors.OpError as exc:
-        raise ServingError(Code.DATA_LOSS, f"Failed to read warmup requests at {path}: {exc.message}") from exc
+        raise ServingError(
+            Code.DATA_LOSS, f"Failed to read warmup requests at {path}: {exc.message}"
+        ) from exc
 
 
 def _replay(model: LoadedModel, record: Any) -> None:
