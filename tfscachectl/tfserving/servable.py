@@ -113,7 +113,7 @@ class LoadedModel:
 
 
 def _release_free_memory() -> None:
-    """glibc keeps freed heap memory; ``malloc_trim`` returns it (TF Serving releases memory after unloads)."""
+    """glibc keeps freed heap memory for reuse; ``malloc_trim`` hands it back to the system."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
