@@ -1,0 +1,133 @@
+"""The node agent's settings: one typed object, from a YAML file and ``TFSCACHE_AGENT_*`` variables.
+
+The environment overrides the file; nested settings use ``__`` (``TFSCACHE_AGENT_TIMEOUTS__LOAD=60``).
+Built in ``main()``, never at import.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from tfscachectl.errors import ConfigError
+from tfscachectl.stores.settings import StoreSettings
+
+ENV_PREFIX = "TFSCACHE_AGENT_"
+
+
+class Timeouts(BaseModel):
+    """Seconds allowed for each phase of an ensure, and for TF Serving to answer at start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fetch: float = Field(600.0, gt=0, description="download of one model version into the disk cache")
+    load: float = Field(300.0, gt=0, description="TF Serving loading a version until AVAILABLE")
+    unload: float = Field(120.0, gt=0, description="TF Serving unloading a version (waits for its requests)")
+    ready: float = Field(120.0, gt=0, description="TF Serving reachable when the agent starts")
+    ensure: float = Field(300.0, gt=0, description="default deadline of an ensure that gives none")
+    reload_rpc: float = Field(600.0, gt=0, description="one HandleReloadConfigRequest")
+
+
+class S3Options(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    addressing_style: str = "auto"
+    max_attempts: int = 5
+    multipart_threshold_bytes: int = 16 * 1024 * 1024
+    multipart_chunk_bytes: int = 16 * 1024 * 1024
+
+    def store_settings(self) -> StoreSettings:
+        return StoreSettings(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            profile=self.profile,
+            addressing_style=self.addressing_style,  # type: ignore[arg-type]
+            max_attempts=self.max_attempts,
+            multipart_threshold_bytes=self.multipart_threshold_bytes,
+            multipart_chunk_bytes=self.multipart_chunk_bytes,
+        )
+
+
+class AgentSettings(BaseSettings):
+    """Everything one node agent needs; see ``docs/agent.md`` for each setting."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    node_id: str = Field(default_factory=socket.gethostname, min_length=1)
+    listen: str = Field("127.0.0.1:8600", description="host:port of the agent's gRPC API")
+    metrics_listen: str | None = Field(None, description="host:port of the Prometheus /metrics page")
+    tf_serving_grpc: str = Field("127.0.0.1:8500", description="host:port of TF Serving's gRPC API")
+    tf_serving_rest: str = Field("127.0.0.1:8501", description="host:port of TF Serving's REST API")
+    store: str = Field(..., description="where models live: a directory, file:///dir or s3://bucket/prefix")
+    s3: S3Options = S3Options()
+    cache_dir: Path = Field(..., description="the local disk cache, as the agent sees it")
+    served_dir: str | None = Field(
+        None,
+        description="the disk cache as TF Serving sees it (default: cache_dir), e.g. in another container",
+    )
+    max_models: int | None = Field(4, ge=1, description="models in memory at once (None: no limit)")
+    max_bytes: int | None = Field(None, ge=1, description="memory budget for models, in bytes")
+    disk_bytes: int | None = Field(None, ge=1, description="disk cache budget, in bytes (None: no limit)")
+    memory_factor: float = Field(2.0, gt=0, description="model memory = file bytes * factor + overhead")
+    memory_overhead_bytes: int = Field(4 * 1024 * 1024, ge=0)
+    guard_window: float = Field(5.0, ge=0, description="a model ensured this recently is not evicted")
+    version_cache_seconds: float = Field(10.0, ge=0, description="how long store listings are trusted")
+    timeouts: Timeouts = Timeouts()
+
+    @field_validator("listen", "tf_serving_grpc", "tf_serving_rest", "metrics_listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+                raise ValueError(f"expected host:port, got {value!r}")
+        return value
+
+    @property
+    def served_root(self) -> str:
+        return self.served_dir or str(self.cache_dir)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the environment overrides values given in code (which come from the YAML file)
+        return env_settings, init_settings
+
+
+def load_settings(path: Path | None = None) -> AgentSettings:
+    """Settings from an optional YAML file, overridden by ``TFSCACHE_AGENT_*`` environment variables."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"Cannot read agent settings {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"Agent settings {path} must be a mapping of settings")
+        values.update(loaded)
+    try:
+        return AgentSettings(**values)
+    except ValidationError as exc:
+        raise ConfigError(f"Invalid agent settings: {_describe(exc)}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or 'settings'}: {error['msg']}" for error in exc.errors()
+    )
