@@ -25,10 +25,10 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from tfscachectl.agent.controller import ControllerTimeouts, TFServingController
 from tfscachectl.agent.settings import AgentSettings
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal["hit", "loaded", "joined"]
 EventKind = Literal["loaded", "unloading", "unloaded"]
-STATE_FILE = ".tfscache-agent.json"
+STATE_FILE = ".tfscache-agent.json"  # in the cache root; the reserved prefix keeps it out of the scan
 
 
 @dataclass(frozen=True)
@@ -632,11 +632,8 @@ class NodeAgent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        async def run() -> None:
-            await work
-
-        task = asyncio.create_task(run())
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 

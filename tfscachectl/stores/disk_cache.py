@@ -26,6 +26,7 @@ from tfscachectl.core.refs import ModelKey
 from tfscachectl.errors import StoreError
 from tfscachectl.stores.base import SAVED_MODEL_FILES
 from tfscachectl.stores.names import (
+    RESERVED_PREFIX,
     STAGING_DIR_NAME,
     checked_name,
     contained_path,
@@ -96,7 +97,7 @@ def scan_cache(cache_root: Path) -> tuple[CachedVersion, ...]:
     found: list[CachedVersion] = []
     try:
         for model_entry in sorted(os.scandir(cache_root), key=lambda entry: entry.name):
-            if model_entry.name == STAGING_DIR_NAME:
+            if model_entry.name.startswith(RESERVED_PREFIX):
                 continue
             name = model_name_from_dir_name(model_entry.name)
             if name is None or not model_entry.is_dir(follow_symlinks=False):

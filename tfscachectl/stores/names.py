@@ -21,8 +21,10 @@ from pathlib import Path, PurePosixPath
 from tfscachectl.core.refs import MAX_NAME_LENGTH, MAX_VERSION, validate_name, validate_version
 from tfscachectl.errors import ConfigError, ModelNotInStoreError, StoreError
 
+#: Names in the cache root that start with this are tfscache's own (the staging directory, the agent's
+#: state file); no model may take such a name.
+RESERVED_PREFIX = ".tfscache"
 #: The hidden directory inside the cache root where fetches are staged and deletions finished.
-#: No model may take its name.
 STAGING_DIR_NAME = ".tfscache-staging"
 #: File paths inside a version: Linux's PATH_MAX, and NAME_MAX for each part (in bytes).
 MAX_FILE_PATH_BYTES = 4096
@@ -35,8 +37,11 @@ def checked_name(name: str) -> str:
         validate_name(name)
     except ConfigError as exc:
         raise ModelNotInStoreError(f"no model can have this name: {exc}") from exc
-    if name == STAGING_DIR_NAME:
-        raise ModelNotInStoreError(f"no model can have this name: {name!r} is reserved for the disk cache")
+    if name.startswith(RESERVED_PREFIX):
+        raise ModelNotInStoreError(
+            f"no model can have this name: names starting with {RESERVED_PREFIX!r} are reserved "
+            "for the disk cache"
+        )
     return name
 
 

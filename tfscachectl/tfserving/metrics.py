@@ -11,6 +11,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tfscachectl.errors import Code, ConfigError
 
@@ -28,15 +29,36 @@ def read_monitoring_config(path: Path | None) -> PrometheusConfig:
     if path is None:
         return PrometheusConfig()
     from google.protobuf import text_format
-    from tensorflow_serving.config import monitoring_config_pb2
 
-    config = monitoring_config_pb2.MonitoringConfig()
+    config = _monitoring_config_class()()
     try:
         text_format.Parse(path.read_text(), config)
     except (OSError, text_format.ParseError) as exc:
         raise ConfigError(f"Invalid monitoring config file {path}: {exc}") from exc
     prometheus = config.prometheus_config
     return PrometheusConfig(prometheus.enable, prometheus.path or DEFAULT_PATH)
+
+
+def _monitoring_config_class() -> Any:
+    """``tensorflow.serving.MonitoringConfig``, built here: the pip package does not ship its module.
+
+    Same fields and numbers as TF Serving's ``config/monitoring_config.proto``, so the same text parses.
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    pool = descriptor_pool.DescriptorPool()
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="tfscache/monitoring_config.proto", package="tensorflow.serving", syntax="proto3"
+    )
+    prometheus = proto.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, type=8, label=1)  # bool
+    prometheus.field.add(name="path", number=2, type=9, label=1)  # string
+    monitoring = proto.message_type.add(name="MonitoringConfig")
+    monitoring.field.add(
+        name="prometheus_config", number=1, type=11, label=1, type_name=".tensorflow.serving.PrometheusConfig"
+    )
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))
 
 
 def _label(value: str) -> str:
