@@ -211,6 +211,20 @@ def test_tenants(tf: Any, generated_models: ModelStoreTree) -> None:
             np.testing.assert_allclose(y, [weights.predict(x) for x in (1.0, 2.0, -3.0)])
 
 
+def test_slow_runs_its_loop_as_many_times_as_asked(tf: Any, generated_models: ModelStoreTree) -> None:
+    (version_dir,) = version_dirs(generated_models.base_path("slow"))
+    assert [p.name for p in version_dir.iterdir() if p.is_file()] == ["saved_model.pb"]  # no variables
+    with loaded(tf, version_dir) as (session, meta_graph):
+        signature = meta_graph.signature_def["serving_default"]
+        assert signature.method_name == "tensorflow/serving/predict"
+        assert signature.inputs["iterations"].dtype == tf.int64.as_datatype_enum
+        assert list(signature.inputs["iterations"].tensor_shape.dim) == []
+        for iterations in (0, 1, 1000):
+            count = run_signature(session, meta_graph, "serving_default", {"iterations": iterations}, "count")
+            assert count.dtype == np.int64
+            assert int(count) == iterations
+
+
 def test_broken_model_does_not_load(tf: Any, generated_models: ModelStoreTree) -> None:
     (version_dir,) = version_dirs(generated_models.base_path("broken"))
     with pytest.raises(OSError, match="Cannot parse file"), loaded(tf, version_dir):

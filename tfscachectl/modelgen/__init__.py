@@ -1,6 +1,6 @@
-"""Generated SavedModels: equivalents of TF Serving's test models, per-tenant demo models, a broken one.
+"""Generated SavedModels: TF Serving's test models rebuilt, per-tenant demo models, a broken and a slow one.
 
-Used by the local stack (``tfscachectl demo``), the tests and the benchmarks. TensorFlow is imported only
+Used by the local stack (``make demo``), the tests and the benchmarks. TensorFlow is imported only
 when a model is written. Modules:
 
 - ``catalog``: ``CATALOG`` (name -> ``GeneratedModel``) and version directory naming
@@ -10,6 +10,7 @@ when a model is written. Modules:
 - ``half_plus_two_tf2``: a native TF 2 SavedModel
 - ``tenants``: ``tenant-0001``... (``y = w*x + b``, weights from the tenant number)
 - ``broken``: a version directory whose ``saved_model.pb`` is garbage
+- ``slow``: a while loop of as many iterations as asked, to make requests that last
 """
 
 from tfscachectl.modelgen.catalog import CATALOG, TESTDATA_EQUIVALENTS, GeneratedModel, VersionNaming

@@ -14,6 +14,7 @@ from tfscachectl.modelgen.counter import write_counter
 from tfscachectl.modelgen.half_plus_three import write_half_plus_three
 from tfscachectl.modelgen.half_plus_two import write_half_plus_two
 from tfscachectl.modelgen.half_plus_two_tf2 import write_half_plus_two_tf2
+from tfscachectl.modelgen.slow import write_slow
 
 VersionWriter = Callable[[Path], None]
 
@@ -104,11 +105,18 @@ CATALOG: Mapping[str, GeneratedModel] = MappingProxyType(
                 "a version whose saved_model.pb is garbage: every load fails",
                 naming=VersionNaming.PLAIN,
             ),
+            GeneratedModel(
+                "slow",
+                (1,),
+                write_slow,
+                "TF 1 while_loop run `iterations` times: a request that lasts as long as asked",
+                naming=VersionNaming.PLAIN,
+            ),
         )
     }
 )
 
-# The models equivalent to TF Serving's testdata (everything but the broken one).
+# The models equivalent to TF Serving's testdata (not the broken or the slow one).
 TESTDATA_EQUIVALENTS: tuple[str, ...] = tuple(
     name for name, model in CATALOG.items() if model.testdata_name is not None
 )
