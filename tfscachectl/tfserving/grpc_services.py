@@ -87,9 +87,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
                 loop = asyncio.get_running_loop()
                 response = await loop.run_in_executor(self._executor, work, handle.model, *args)
         except ServingError as exc:
-            self._metrics.record_request(name, api, "grpc", exc.code, time.monotonic() - started)
+            self._metrics.record_request(name, api, "GRPC", exc.code, time.monotonic() - started)
             await context.abort(grpc_code(exc.code), status_message(exc.message))
-        self._metrics.record_request(name, api, "grpc", Code.OK, time.monotonic() - started)
+        self._metrics.record_request(name, api, "GRPC", Code.OK, time.monotonic() - started)
         return response
 
     async def Predict(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -161,7 +161,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore
                 )
             names = [m.name for m in request.config.model_config_list.config]
             log.info("reload_config_requested models=%s", ",".join(names))
-            await self._manager.reload(request.config)
+            # The reload is the manager's, not this call's: a client that gives up does not cancel it, and
+            # it keeps the config lock until it ends, as TF Serving's reload does.
+            await asyncio.shield(self._manager.start_reload(request.config))
         except ServingError as exc:
             log.error("reload_config_failed code=%s error=%r", exc.code.name, exc.message)
             response.status.error_code = int(exc.code)

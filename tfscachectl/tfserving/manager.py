@@ -253,6 +253,18 @@ class ServingManager:
                     Code.UNKNOWN, f"{len(failed)} model(s) did not become available: {{{details}}}"
                 )
 
+    def start_reload(self, config: Any) -> asyncio.Task[None]:
+        """``reload`` as a task the manager owns: it runs to its end even if whoever asked stops waiting."""
+        task: asyncio.Task[None] = asyncio.create_task(self.reload(config))
+        self._tasks.add(task)
+        task.add_done_callback(self._reload_done)
+        return task
+
+    def _reload_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its caller may have stopped waiting
+
     def _waiter(self, names: Iterable[str]) -> _AvailabilityWaiter:
         waiter = _AvailabilityWaiter(names)
         self._waiters.add(waiter)

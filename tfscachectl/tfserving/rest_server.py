@@ -12,8 +12,6 @@ from tfscachectl.tfserving.metrics import PrometheusConfig, ServingMetrics
 from tfscachectl.tfserving.options import ServerOptions
 from tfscachectl.tfserving.rest import PrometheusEndpoint, create_rest_app
 
-_REST_API_NAMES = {"predict": "Predict", "classify": "Classify", "regress": "Regress", "": "GetModelStatus"}
-
 
 async def start_rest(
     options: ServerOptions,
@@ -23,7 +21,8 @@ async def start_rest(
     prometheus: PrometheusConfig,
 ) -> web.AppRunner:
     def on_request(model: str, api: str, code: Code, seconds: float) -> None:
-        metrics.record_request(model, _REST_API_NAMES.get(api, api), "REST", code, seconds)
+        # TF Serving labels REST latency with the verb as typed (``predict``), empty for a GET
+        metrics.record_request(model, api, "REST", code, seconds)
 
     app = create_rest_app(
         manager,
