@@ -1,0 +1,122 @@
+"""The control daemon's settings: one typed object, from a YAML file and ``TFSCACHE_DAEMON_*`` variables.
+
+The environment overrides the file; nested settings use ``__``. Built in ``main()``, never at import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from tfscachectl.errors import ConfigError
+
+ENV_PREFIX = "TFSCACHE_DAEMON_"
+MIB = 1024 * 1024
+
+
+def check_host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return value
+
+
+class NodeSettings(BaseModel):
+    """One TF Serving instance and its agent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(..., min_length=1)
+    rest: str = Field(..., description="host:port of TF Serving's REST API")
+    grpc: str = Field(..., description="host:port of TF Serving's gRPC API")
+    agent: str = Field(..., description="host:port of the node agent's gRPC API")
+    weight: float = Field(1.0, gt=0, description="relative capacity for placement")
+
+    @field_validator("rest", "grpc", "agent")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        return check_host_port(value)
+
+
+class DaemonTimeouts(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ensure: float = Field(120.0, gt=0, description="a request waits this long for its model to load")
+    request: float = Field(60.0, gt=0, description="TF Serving's answer to a forwarded request")
+    agent_call: float = Field(10.0, gt=0, description="agent calls other than ensure")
+
+
+class DaemonSettings(BaseSettings):
+    """Everything the control daemon needs; see ``docs/daemon.md``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    xds_listen: str = Field("127.0.0.1:18000", description="the ADS server Envoy connects to")
+    ext_proc_listen: str = Field("127.0.0.1:18001", description="the ext_proc server Envoy calls")
+    daemon_address: str | None = Field(
+        None, description="how Envoy reaches the daemon's ext_proc server (default: ext_proc_listen)"
+    )
+    rest_listen: str = Field("0.0.0.0:8501", description="Envoy's REST listener (TF Serving's port)")
+    grpc_listen: str = Field("0.0.0.0:8500", description="Envoy's gRPC listener (TF Serving's port)")
+    replicas: int = Field(1, ge=1, description="nodes that serve each model")
+    nodes: tuple[NodeSettings, ...] = Field((), description="the static node list")
+    timeouts: DaemonTimeouts = DaemonTimeouts()
+    max_message_bytes: int = Field(
+        256 * MIB, ge=4 * MIB, description="largest request or response passed through (TF Serving: 2 GiB)"
+    )
+    connect_retries: int = Field(2, ge=0, description="a connection failure to a node is retried this often")
+
+    @field_validator("xds_listen", "ext_proc_listen", "rest_listen", "grpc_listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        return check_host_port(value)
+
+    @model_validator(mode="after")
+    def _unique_nodes(self) -> DaemonSettings:
+        ids = [n.id for n in self.nodes]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"node ids must be unique: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def ext_proc_address(self) -> str:
+        return self.daemon_address or self.ext_proc_listen
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings
+
+
+def load_daemon_settings(path: Path | None = None, **values: Any) -> DaemonSettings:
+    """Settings from an optional YAML file (then ``values``), overridden by ``TFSCACHE_DAEMON_*``."""
+    merged: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"Cannot read daemon settings {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"Daemon settings {path} must be a mapping of settings")
+        merged.update(loaded)
+    merged.update(values)
+    try:
+        return DaemonSettings(**merged)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"Invalid daemon settings: {details}") from exc
