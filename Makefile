@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint fmt unit integration demo bench clean
+.PHONY: setup test lint fmt unit integration demo bench clean protos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ demo: $(STAMP)
 		--tenants 20 --model-config $(DEMO_DIR)/models.config
 	$(BIN)/tfscachectl tf-serving --port=8500 --rest_api_port=8501 --listen_address=127.0.0.1 \
 		--model_config_file=$(DEMO_DIR)/models.config
+
+# The node agent's gRPC API: regenerate its Python modules (next to the .proto) after editing the .proto.
+AGENT_PROTO := tfscachectl/agent/api/agent.proto
+protos: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. $(AGENT_PROTO)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

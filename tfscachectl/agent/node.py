@@ -26,10 +26,11 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+from tfscachectl.agent.api.values import EnsureResult, ModelInfo, NodeStatus, ResidencyEvent
 from tfscachectl.agent.controller import ControllerTimeouts, TFServingController
 from tfscachectl.agent.settings import AgentSettings
 from tfscachectl.core import (
@@ -59,22 +60,7 @@ from tfscachectl.stores.labels import UnknownLabelError
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["hit", "loaded", "joined"]
-EventKind = Literal["loaded", "unloading", "unloaded"]
 STATE_FILE = ".tfscache-agent.json"  # in the cache root; the reserved prefix keeps it out of the scan
-
-
-@dataclass(frozen=True)
-class EnsureResult:
-    key: ModelKey
-    outcome: Outcome
-    seconds: float
-
-
-@dataclass(frozen=True)
-class ResidencyEvent:
-    kind: EventKind
-    key: ModelKey
 
 
 @dataclass
@@ -83,33 +69,6 @@ class ModelStats:
     loads: int = 0
     last_load_seconds: float | None = None
     fetch_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: int
-    state: str  # loading, resident, unloading, cached (on disk only)
-    memory_bytes: int
-    disk_bytes: int
-    last_used: float  # unix time, 0 if never
-    hits: int
-    loads: int
-    last_load_seconds: float | None
-    pinned: bool
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    node_id: str
-    max_models: int | None
-    max_bytes: int | None
-    used_models: int
-    used_bytes: int
-    disk_budget_bytes: int | None
-    disk_used_bytes: int
-    models: tuple[ModelInfo, ...]
-    counters: dict[str, int] = field(default_factory=dict)
 
 
 class UnloadGate(Protocol):

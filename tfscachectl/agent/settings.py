@@ -60,7 +60,11 @@ class AgentSettings(BaseSettings):
     """Everything one node agent needs; see ``docs/agent.md`` for each setting."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_parse_none_str="null",
+        extra="forbid",
+        frozen=True,
     )
 
     node_id: str = Field(default_factory=socket.gethostname, min_length=1)

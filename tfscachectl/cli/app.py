@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from tfscachectl import __version__, logs
+from tfscachectl.cli.agent import agent as agent_command
 from tfscachectl.errors import TfsCacheError
 
 app = typer.Typer(
@@ -18,7 +19,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
@@ -50,6 +51,9 @@ def tf_serving(ctx: typer.Context) -> None:
     from tfscachectl.tfserving.server import serve
 
     raise typer.Exit(asyncio.run(serve(options)))
+
+
+app.command("agent")(agent_command)
 
 
 def main() -> None:
