@@ -22,23 +22,16 @@ from tfscachectl.errors import Code, ServingError
 from tfscachectl.tfserving import inference
 from tfscachectl.tfserving.manager import ModelSpecQuery, ServingManager
 from tfscachectl.tfserving.metrics import ServingMetrics
+from tfscachectl.tfserving.wire_errors import grpc_status_message
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 2**31 - 1
-_MAX_STATUS_MESSAGE = 1024
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def grpc_code(code: Code) -> grpc.StatusCode:
     return _GRPC_CODES[int(code)]
-
-
-def status_message(message: str) -> str:
-    """TF Serving truncates status messages sent over gRPC."""
-    if len(message) > _MAX_STATUS_MESSAGE:
-        return message[:_MAX_STATUS_MESSAGE] + "...TRUNCATED"
-    return message
 
 
 def query_from_spec(spec: Any) -> ModelSpecQuery:
@@ -88,7 +81,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
                 response = await loop.run_in_executor(self._executor, work, handle.model, *args)
         except ServingError as exc:
             self._metrics.record_request(name, api, "GRPC", exc.code, time.monotonic() - started)
-            await context.abort(grpc_code(exc.code), status_message(exc.message))
+            await context.abort(grpc_code(exc.code), grpc_status_message(exc.message))
         self._metrics.record_request(name, api, "GRPC", Code.OK, time.monotonic() - started)
         return response
 
@@ -129,7 +122,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
             if spec is not None:
                 inference.validate_metadata_request(request)
         except ServingError as exc:
-            await context.abort(grpc_code(exc.code), status_message(exc.message))
+            await context.abort(grpc_code(exc.code), grpc_status_message(exc.message))
         return await self._run("GetModelMetadata", spec, inference.get_model_metadata, context, request)
 
 
@@ -145,7 +138,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore
             version = spec.version.value if spec.WhichOneof("version_choice") == "version" else None
             statuses = self._manager.model_status(spec.name, version)
         except ServingError as exc:
-            await context.abort(grpc_code(exc.code), status_message(exc.message))
+            await context.abort(grpc_code(exc.code), grpc_status_message(exc.message))
         return status_response(statuses)
 
     async def HandleReloadConfigRequest(
@@ -168,7 +161,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore
             log.error("reload_config_failed code=%s error=%r", exc.code.name, exc.message)
             response.status.error_code = int(exc.code)
             response.status.error_message = exc.message
-            await context.abort(grpc_code(exc.code), status_message(exc.message))
+            await context.abort(grpc_code(exc.code), grpc_status_message(exc.message))
         return response
 
 

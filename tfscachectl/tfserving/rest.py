@@ -44,6 +44,7 @@ from tfscachectl.tfserving.rest_paths import (
 )
 from tfscachectl.tfserving.servable import LoadedModel
 from tfscachectl.tfserving.states import VersionStatus
+from tfscachectl.tfserving.wire_errors import NOT_FOUND_PAGE
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,6 @@ _CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Content-Type",
 }
 _CORS_ORIGIN = re.compile("https?://")
-# libevent's evhttp_send_error(req, 404, NULL).
-_NOT_FOUND_PAGE = (
-    b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>\n"
-)
 
 T = TypeVar("T")
 
@@ -142,7 +139,7 @@ def _json_response(status: int, body: bytes) -> web.Response:
 
 def _not_found() -> web.Response:
     response = web.Response(
-        status=404, body=_NOT_FOUND_PAGE, headers={"Content-Type": "text/html", "Connection": "close"}
+        status=404, body=NOT_FOUND_PAGE, headers={"Content-Type": "text/html", "Connection": "close"}
     )
     response.force_close()
     return response
