@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tfscachectl.agent.api.client import AgentUnreachableError
 from tfscachectl.agent.api.values import EnsureResult, ResidencyEvent
 from tfscachectl.core.placement import NodeId, place
 from tfscachectl.core.refs import ModelKey
@@ -83,7 +84,7 @@ def request(name: str, protocol: RequestProtocol = RequestProtocol.REST) -> Mode
 
 
 def route(router: PlacementRouter, req: ModelRequest) -> Any:
-    return asyncio.run(router.route(req, time.monotonic() + 5))
+    return asyncio.run(router.choose(req, time.monotonic() + 5))
 
 
 def test_a_model_goes_to_its_placement_and_stays() -> None:
@@ -110,7 +111,7 @@ def test_holders_are_preferred_over_the_placement() -> None:
 def test_an_unreachable_agent_falls_back_to_the_next_node() -> None:
     router, agents = make_router()
     [placed] = place("m", [n.id for n in NODES], 1)
-    agents[placed].fail_with = ServingError(Code.UNAVAILABLE, "agent at x is unreachable: refused")
+    agents[placed].fail_with = AgentUnreachableError(Code.UNAVAILABLE, "agent at x is unreachable: refused")
     decision = route(router, request("m"))
     assert decision.node != placed
     assert router.counters.fallbacks == 1
@@ -145,13 +146,13 @@ def test_replicas_are_warmed_and_then_share_requests() -> None:
     chosen = place("m", [n.id for n in NODES], 2)
 
     async def scenario() -> set[NodeId]:
-        first = await router.route(request("m"), time.monotonic() + 5)
+        first = await router.choose(request("m"), time.monotonic() + 5)
         await asyncio.gather(*router._warming)
         for node in chosen:
             router.cluster.note_loaded(node, "m", 1)
         served = {first.node}
         for _ in range(4):
-            served.add((await router.route(request("m"), time.monotonic() + 5)).node)
+            served.add((await router.choose(request("m"), time.monotonic() + 5)).node)
         return served
 
     assert asyncio.run(scenario()) == set(chosen)

@@ -16,9 +16,11 @@ import logging
 import time
 from dataclasses import dataclass
 
+from tfscachectl.agent.api.client import AgentUnreachableError
 from tfscachectl.core.placement import NodeId, place, rank
 from tfscachectl.core.requests import ModelRequest, RequestProtocol
 from tfscachectl.daemon.cluster import Cluster
+from tfscachectl.daemon.extproc import RouteDecision
 from tfscachectl.daemon.settings import DaemonSettings
 from tfscachectl.errors import Code, ServingError
 
@@ -69,7 +71,11 @@ class PlacementRouter:
         fallbacks = [n for n in rank(name, live) if n not in chosen][:MAX_FALLBACK_NODES]
         return holding + others + fallbacks
 
-    async def route(self, request: ModelRequest, deadline: float) -> Routed:
+    async def route(self, request: ModelRequest, deadline: float) -> RouteDecision:
+        """The ext_proc server's question: which TF Serving address serves this request."""
+        return RouteDecision((await self.choose(request, deadline)).address)
+
+    async def choose(self, request: ModelRequest, deadline: float) -> Routed:
         """Ensure the request's model on a node and say which; raises ``ServingError`` as TF Serving would."""
         order = self.candidates(request.name)
         if not order:
@@ -84,12 +90,12 @@ class PlacementRouter:
                 result = await self.cluster.agents[node_id].ensure(
                     request.name, request.version, label=request.label, timeout=remaining
                 )
+            except AgentUnreachableError as exc:
+                log.warning("agent_unreachable node=%s error=%r", node_id, exc.message)
+                self.counters.fallbacks += 1
+                last = exc
+                continue
             except ServingError as exc:
-                if _unreachable(exc):
-                    log.warning("agent_unreachable node=%s error=%r", node_id, exc.message)
-                    self.counters.fallbacks += 1
-                    last = exc
-                    continue
                 self.counters.failures += 1
                 raise _client_error(exc, request, self.settings.timeouts.ensure) from exc
             self.cluster.note_loaded(node_id, result.key.name, result.key.version)
@@ -122,10 +128,6 @@ class PlacementRouter:
         for task in list(self._warming):
             task.cancel()
         await asyncio.gather(*self._warming, return_exceptions=True)
-
-
-def _unreachable(exc: ServingError) -> bool:
-    return exc.code == Code.UNAVAILABLE and "unreachable" in exc.message
 
 
 def _still_loading(request: ModelRequest, ensure_timeout: float) -> ServingError:
