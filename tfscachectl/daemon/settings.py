@@ -54,7 +54,11 @@ class DaemonSettings(BaseSettings):
     """Everything the control daemon needs; see ``docs/daemon.md``."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_parse_none_str="null",
+        extra="forbid",
+        frozen=True,
     )
 
     xds_listen: str = Field("127.0.0.1:18000", description="the ADS server Envoy connects to")
