@@ -21,13 +21,14 @@ import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
 from tests.harness.processes import ProcessRegistry
+from tests.harness.s3 import S3Bucket, s3_credentials_env, upload_tree
 from tests.harness.serving import ServingBackend
 from tfscachectl.agent.node import NodeAgent
 from tfscachectl.agent.settings import AgentSettings, Timeouts
 from tfscachectl.core import ModelKey
 from tfscachectl.errors import Code, ServingError
 from tfscachectl.modelgen.store import ModelStoreTree
-from tfscachectl.stores import LocalModelStore
+from tfscachectl.stores import LocalModelStore, StoreSettings, open_store
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -65,7 +66,7 @@ def backend(
 def settings(backend: ServingBackend, store_root: Path, cache: Path, **overrides: Any) -> AgentSettings:
     values: dict[str, Any] = {
         "node_id": "node-a",
-        "store": str(store_root),
+        "store": overrides.pop("store_url", str(store_root)),
         "cache_dir": cache,
         "tf_serving_grpc": backend.grpc_target,
         "tf_serving_rest": f"127.0.0.1:{backend.rest_port}",
@@ -340,3 +341,34 @@ def test_operator_evict(backend: ServingBackend, store_root: Path, tmp_path: Pat
         assert (await agent.ensure("tenant-0006")).outcome == "loaded"
 
     run_agent(backend, store_root, tmp_path / "cache", test)
+
+
+def test_models_from_s3(
+    backend: ServingBackend,
+    store_root: Path,
+    s3_bucket: S3Bucket,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for variable, value in {
+        **s3_credentials_env(),
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+    }.items():
+        monkeypatch.setenv(variable, value)
+    for name in ("tenant-0003", "half_plus_two_2_versions"):
+        upload_tree(s3_bucket.client, s3_bucket.name, f"models/{name}", store_root / name)
+    url = s3_bucket.url("models")
+    store = open_store(url, StoreSettings(endpoint_url=s3_bucket.endpoint_url))
+
+    async def test(agent: NodeAgent) -> None:
+        loaded = await agent.ensure("tenant-0003")
+        assert (loaded.key, loaded.outcome) == (ModelKey("tenant-0003", 1), "loaded")
+        assert rest_predict(backend, "tenant-0003", 2.0) == [6.75]  # w=3, b=0.75
+        assert (await agent.ensure("half_plus_two_2_versions", label="stable")).key.version == 123
+        with pytest.raises(ServingError) as caught:
+            await agent.ensure("tenant-0001")  # not uploaded
+        assert caught.value.code == Code.NOT_FOUND
+        assert not any((tmp_path / "cache" / ".tfscache-staging").glob("*/*"))
+
+    run_agent(backend, store_root, tmp_path / "cache", test, store=store, store_url=url)
