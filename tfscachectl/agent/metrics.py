@@ -11,8 +11,8 @@ so nothing is counted twice. What the agent keeps no record of is observed here:
 - ``tfscache_agent_evictions_total{reason}``: one per ``unloaded`` event; ``operator`` for the versions an
   Evict call asked for, ``lru`` for the others.
 
-The page is a small aiohttp app on the agent's event loop, never a thread: the collector reads the agent's
-state, which only the loop touches. Each ``AgentMetrics`` has its own registry (no global state).
+The page (``tfscachectl.metrics_page``) is served on the agent's event loop. Each ``AgentMetrics`` has its
+own registry (no global state).
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ import logging
 from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tfscachectl.core.refs import ModelKey
-from tfscachectl.errors import ConfigError
 
 if TYPE_CHECKING:
     from tfscachectl.agent.node import NodeAgent
@@ -38,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREFIX = "tfscache_agent_"
-METRICS_PATH = "/metrics"
 #: An ensure is answered in microseconds (a hit) to minutes (a cold load behind a queue).
 ENSURE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -204,31 +201,3 @@ class AgentMetrics:
         reason = "operator" if key in self._operator_evictions else "lru"
         self._operator_evictions.discard(key)
         self.evictions.labels(reason).inc()
-
-
-class MetricsPage:
-    """``GET /metrics`` on ``host:port``, served on the event loop."""
-
-    def __init__(self, metrics: AgentMetrics) -> None:
-        self._metrics = metrics
-        app = web.Application()
-        app.router.add_get(METRICS_PATH, self._page)
-        self._runner = web.AppRunner(app, access_log=None)
-
-    async def start(self, listen: str) -> str:
-        """Listen on ``host:port`` (port 0: any free port); returns the address actually bound."""
-        host, _, port = listen.rpartition(":")
-        await self._runner.setup()
-        try:
-            await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            raise ConfigError(f"The metrics page cannot listen on {listen}: {exc}") from exc
-        bound = self._runner.addresses[0]
-        return f"{host}:{bound[1]}"
-
-    async def close(self) -> None:
-        await self._runner.cleanup()
-
-    async def _page(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tfscachectl.agent.api.client import AgentUnreachableError
@@ -48,9 +49,15 @@ class RouterCounters:
 
 
 class PlacementRouter:
-    def __init__(self, cluster: Cluster, settings: DaemonSettings) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        settings: DaemonSettings,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.cluster = cluster
         self.settings = settings
+        self._observe = observe
         self.counters = RouterCounters()
         self._turn = itertools.count()
         self._warming: set[asyncio.Task[None]] = set()
@@ -73,7 +80,18 @@ class PlacementRouter:
 
     async def route(self, request: ModelRequest, deadline: float) -> RouteDecision:
         """The ext_proc server's question: which TF Serving address serves this request."""
-        return RouteDecision((await self.choose(request, deadline)).address)
+        started = time.monotonic()
+        try:
+            routed = await self.choose(request, deadline)
+        except ServingError:
+            self._record("error", started)
+            raise
+        self._record("loaded" if routed.loaded else "hit", started)
+        return RouteDecision(routed.address)
+
+    def _record(self, outcome: str, started: float) -> None:
+        if self._observe is not None:
+            self._observe(outcome, time.monotonic() - started)
 
     async def choose(self, request: ModelRequest, deadline: float) -> Routed:
         """Ensure the request's model on a node and say which; raises ``ServingError`` as TF Serving would."""

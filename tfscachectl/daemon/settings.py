@@ -66,6 +66,7 @@ class DaemonSettings(BaseSettings):
     daemon_address: str | None = Field(
         None, description="how Envoy reaches the daemon's ext_proc server (default: ext_proc_listen)"
     )
+    metrics_listen: str | None = Field(None, description="host:port of the Prometheus /metrics page")
     rest_listen: str = Field("0.0.0.0:8501", description="Envoy's REST listener (TF Serving's port)")
     grpc_listen: str = Field("0.0.0.0:8500", description="Envoy's gRPC listener (TF Serving's port)")
     replicas: int = Field(1, ge=1, description="nodes that serve each model")

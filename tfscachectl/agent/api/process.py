@@ -16,9 +16,10 @@ import signal
 from collections.abc import Awaitable
 
 from tfscachectl.agent.api.server import AgentServer, AgentService
-from tfscachectl.agent.metrics import AgentMetrics, MetricsPage
+from tfscachectl.agent.metrics import AgentMetrics
 from tfscachectl.agent.node import NodeAgent
 from tfscachectl.agent.settings import AgentSettings
+from tfscachectl.metrics_page import MetricsPage
 from tfscachectl.stores import open_store
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,91 @@
+"""The control daemon's Prometheus metrics: requests, ensure latency, xDS pushes, ACKs and NACKs.
+
+Counts are read at scrape time from the objects that keep them (the ext_proc server's, the router's and the
+ADS server's counters); only the ensure latency histogram is observed as requests are routed. Envoy's own
+stats stay on its admin port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tfscachectl.daemon.cluster import Cluster
+from tfscachectl.daemon.extproc import ExtProcCounters
+from tfscachectl.daemon.router import RouterCounters
+from xds import XdsCounters
+
+PREFIX = "tfscache_daemon_"
+ENSURE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class _State(Collector):
+    def __init__(
+        self, extproc: ExtProcCounters, router: RouterCounters, xds: XdsCounters, cluster: Cluster
+    ) -> None:
+        self._extproc, self._router, self._xds, self._cluster = extproc, router, xds, cluster
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            PREFIX + "requests", "Requests Envoy asked about, by protocol.", labels=["protocol"]
+        )
+        for protocol, count in sorted(self._extproc.requests.items()):
+            requests.add_metric([str(protocol)], count)
+        yield requests
+        errors = CounterMetricFamily(
+            PREFIX + "request_errors",
+            "Requests answered with an error, by code.",
+            labels=["protocol", "code"],
+        )
+        for (protocol, code), count in sorted(self._extproc.errors.items()):
+            errors.add_metric([str(protocol), code.name], count)
+        yield errors
+        routed = CounterMetricFamily(
+            PREFIX + "routed", "Requests routed, by node address.", labels=["protocol", "node"]
+        )
+        for (protocol, node), count in sorted(self._extproc.routed.items()):
+            routed.add_metric([str(protocol), node], count)
+        yield routed
+        for name, value, text in (
+            ("loads", self._router.loads, "Requests that loaded their model (misses)."),
+            ("route_failures", self._router.failures, "Requests no node could serve."),
+            ("agent_fallbacks", self._router.fallbacks, "Times an unreachable agent was skipped."),
+        ):
+            yield CounterMetricFamily(PREFIX + name, text, value=value)
+        for name, counter, text in (
+            ("xds_pushes", self._xds.pushes, "Discovery responses sent to Envoy, by type."),
+            ("xds_acks", self._xds.acks, "ACKs received from Envoy, by type."),
+            ("xds_nacks", self._xds.nacks, "NACKs received from Envoy, by type."),
+        ):
+            family = CounterMetricFamily(PREFIX + name, text, labels=["type"])
+            for type_url, count in sorted(counter.items()):
+                family.add_metric([type_url.rsplit(".", 1)[-1]], count)
+            yield family
+        yield GaugeMetricFamily(PREFIX + "xds_streams", "Open ADS streams.", value=self._xds.streams_open)
+        connected = GaugeMetricFamily(
+            PREFIX + "agent_connected", "Whether a node's agent stream is up.", labels=["node"]
+        )
+        for node_id in sorted(self._cluster.nodes):
+            connected.add_metric([node_id], 1 if self._cluster.connected(node_id) else 0)
+        yield connected
+
+
+class DaemonMetrics:
+    def __init__(
+        self, extproc: ExtProcCounters, router: RouterCounters, xds: XdsCounters, cluster: Cluster
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_State(extproc, router, xds, cluster))
+        self.ensure_seconds = Histogram(
+            PREFIX + "ensure_seconds",
+            "Time from a request's arrival at the daemon to its node being ready, by outcome.",
+            ["outcome"],
+            buckets=ENSURE_BUCKETS,
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
