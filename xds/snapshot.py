@@ -1,0 +1,159 @@
+"""Snapshots: one immutable, versioned set of resources of every type, checked for consistency.
+
+A snapshot holds, for each type URL, the resources by name, their version and a digest of their content.
+``consistent()`` checks that every name a resource uses is there: the route configurations the listeners
+ask RDS for, the load assignments the EDS clusters ask for, the clusters the routes and the ext_proc filter
+send to. ``SnapshotCache`` refuses an inconsistent snapshot, so Envoy never sees one.
+
+A type keeps its version across snapshots while its content does not change (``carry_versions``), so a
+new snapshot that only adds an endpoint resends EDS and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import betterproto2
+from envoy_data_plane.envoy.config.cluster.v3 import Cluster
+from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
+from envoy_data_plane.envoy.config.listener.v3 import Listener
+from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
+from envoy_data_plane.google.protobuf import Any
+
+from xds import type_urls
+from xds.clusters import eds_names
+from xds.errors import InconsistentSnapshotError
+from xds.listeners import grpc_service_clusters, route_config_names
+from xds.routes import route_clusters
+
+
+def resource_name(resource: betterproto2.Message) -> str:
+    """The name a resource is requested and referred to by."""
+    if isinstance(resource, Listener | RouteConfiguration | Cluster):
+        return resource.name
+    if isinstance(resource, ClusterLoadAssignment):
+        return resource.cluster_name
+    raise TypeError(f"not an xDS resource this server serves: {type(resource).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class TypedResources:
+    """The resources of one type in a snapshot, by name, packed once for every stream that sends them."""
+
+    type_url: str
+    version: str
+    resources: Mapping[str, betterproto2.Message]
+    packed: Mapping[str, Any]
+    digest: str
+
+    @classmethod
+    def create(cls, type_url: str, version: str, resources: Iterable[betterproto2.Message]) -> TypedResources:
+        by_name: dict[str, betterproto2.Message] = {}
+        for resource in resources:
+            name = resource_name(resource)
+            if not name:
+                raise InconsistentSnapshotError(
+                    version, [f"a {type_urls.short_name(type_url)} resource has no name"]
+                )
+            if name in by_name:
+                raise InconsistentSnapshotError(
+                    version, [f"{type_urls.short_name(type_url)} resource {name!r} appears twice"]
+                )
+            by_name[name] = resource
+        ordered = dict(sorted(by_name.items()))
+        digest = hashlib.sha256()
+        packed: dict[str, Any] = {}
+        for name, resource in ordered.items():
+            value = bytes(resource)
+            packed[name] = Any(type_url=type_url, value=value)
+            for part in (name.encode(), value):
+                digest.update(len(part).to_bytes(8, "big"))
+                digest.update(part)
+        return cls(type_url, version, MappingProxyType(ordered), MappingProxyType(packed), digest.hexdigest())
+
+    def select(self, names: Iterable[str] | None) -> list[Any]:
+        """The packed resources named (those that exist), or all of them for ``None`` (a wildcard)."""
+        if names is None:
+            return list(self.packed.values())
+        return [self.packed[name] for name in sorted(set(names)) if name in self.packed]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every resource Envoy gets, at one version; build it with ``Snapshot.create``."""
+
+    version: str
+    types: Mapping[str, TypedResources]
+
+    @classmethod
+    def create(cls, version: str, resources: Mapping[str, Sequence[betterproto2.Message]]) -> Snapshot:
+        """A snapshot of ``resources`` (by type URL); every served type is present, if only empty."""
+        if not version:
+            raise ValueError("a snapshot needs a version")
+        unknown = sorted(set(resources) - set(type_urls.PUSH_ORDER))
+        if unknown:
+            raise ValueError(f"types this server does not serve: {', '.join(unknown)}")
+        return cls(
+            version,
+            MappingProxyType(
+                {
+                    type_url: TypedResources.create(type_url, version, resources.get(type_url, ()))
+                    for type_url in type_urls.PUSH_ORDER
+                }
+            ),
+        )
+
+    def version_of(self, type_url: str) -> str:
+        return self.types[type_url].version
+
+    def names(self, type_url: str) -> frozenset[str]:
+        return frozenset(self.types[type_url].resources)
+
+    def resources(self, type_url: str) -> Mapping[str, betterproto2.Message]:
+        return self.types[type_url].resources
+
+    def carry_versions(self, previous: Snapshot | None) -> Snapshot:
+        """This snapshot, where each type whose content equals ``previous``'s keeps ``previous``'s version."""
+        if previous is None:
+            return self
+        types = {
+            type_url: (previous.types[type_url] if previous.types[type_url].digest == typed.digest else typed)
+            for type_url, typed in self.types.items()
+        }
+        return Snapshot(self.version, MappingProxyType(types))
+
+    def problems(self) -> list[str]:
+        """Every reference to a missing resource, as sentences (empty when consistent)."""
+        found: list[str] = []
+        routes = self.names(type_urls.ROUTE)
+        clusters = self.names(type_urls.CLUSTER)
+        endpoints = self.names(type_urls.ENDPOINT)
+        for name, listener in self.resources(type_urls.LISTENER).items():
+            assert isinstance(listener, Listener)
+            for wanted in route_config_names(listener):
+                if wanted not in routes:
+                    found.append(f"listener {name} uses route configuration {wanted}, which is missing")
+            for wanted in grpc_service_clusters(listener):
+                if wanted not in clusters:
+                    found.append(f"listener {name} calls cluster {wanted}, which is missing")
+        for name, route_config in self.resources(type_urls.ROUTE).items():
+            assert isinstance(route_config, RouteConfiguration)
+            for wanted in route_clusters(route_config):
+                if wanted not in clusters:
+                    found.append(f"route configuration {name} sends to cluster {wanted}, which is missing")
+        for name, cluster in self.resources(type_urls.CLUSTER).items():
+            assert isinstance(cluster, Cluster)
+            for wanted in eds_names(cluster):
+                if wanted not in endpoints:
+                    found.append(f"cluster {name} asks EDS for {wanted}, which is missing")
+        return found
+
+    def consistent(self) -> Snapshot:
+        """This snapshot, if every resource it refers to is in it; else ``InconsistentSnapshotError``."""
+        problems = self.problems()
+        if problems:
+            raise InconsistentSnapshotError(self.version, problems)
+        return self
