@@ -1,0 +1,171 @@
+"""A whole tfscache stack for end-to-end tests: serving backends, their agents, the daemon and Envoy.
+
+Every part is a real process on free loopback ports, started in dependency order and waited for:
+backends (REST answers), agents (their API port accepts), the daemon (its xDS port accepts), then Envoy
+(admin says LIVE and both client listeners accept connections, i.e. the daemon's configuration arrived).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.harness.envoy import EnvoyProcess
+from tests.harness.processes import (
+    LOOPBACK,
+    ManagedProcess,
+    ProcessRegistry,
+    free_port,
+    port_accepts,
+    wait_until,
+)
+from tests.harness.serving import REPO_ROOT, ServingBackend
+from tfscachectl.envoy_launcher import BootstrapSettings, render_bootstrap
+
+AGENT_READY_TIMEOUT_S = 90.0
+DAEMON_READY_TIMEOUT_S = 60.0
+LISTENERS_READY_TIMEOUT_S = 60.0
+
+
+def _python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class StackNode:
+    id: str
+    backend: ServingBackend
+    agent: ManagedProcess
+    agent_port: int
+    cache_dir: Path
+
+
+@dataclass
+class Stack:
+    nodes: list[StackNode]
+    daemon: ManagedProcess
+    envoy: EnvoyProcess
+    rest_port: int
+    grpc_port: int
+    metrics_port: int
+    settings_dir: Path
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{LOOPBACK}:{self.grpc_port}"
+
+    def node_of_rest_address(self, address: str) -> StackNode:
+        return next(n for n in self.nodes if f"{LOOPBACK}:{n.backend.rest_port}" == address)
+
+    def stop(self) -> None:
+        for process in [self.envoy.process, self.daemon] + [
+            p for n in self.nodes for p in (n.agent, n.backend.process)
+        ]:
+            process.stop()
+
+
+def start_stack(
+    registry: ProcessRegistry,
+    work_dir: Path,
+    store: str,
+    *,
+    nodes: int = 2,
+    agent_settings: dict[str, Any] | None = None,
+    daemon_settings: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    backend_flags: Sequence[str] = ("--max_num_load_retries=0",),
+) -> Stack:
+    """Start ``nodes`` backends and agents on ``store``, the daemon and Envoy; wait until all are ready."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ids = [f"node-{index + 1}" for index in range(nodes)]
+    backends = {
+        node_id: ServingBackend.with_models(
+            registry, work_dir / node_id, [], name=f"serving-{node_id}", extra_flags=list(backend_flags)
+        )
+        for node_id in ids
+    }
+    for backend in backends.values():
+        backend.process.start()
+    for node_id, backend in backends.items():
+        wait_until(backend.answers, 90, f"serving backend of {node_id}", process=backend.process)
+    stack_nodes: list[StackNode] = []
+    for node_id, backend in backends.items():
+        port = free_port()
+        cache_dir = work_dir / node_id / "cache"
+        settings = {
+            "node_id": node_id,
+            "listen": f"{LOOPBACK}:{port}",
+            "tf_serving_grpc": backend.grpc_target,
+            "tf_serving_rest": f"{LOOPBACK}:{backend.rest_port}",
+            "store": store,
+            "cache_dir": str(cache_dir),
+            "guard_window": 0.0,
+            **(agent_settings or {}),
+        }
+        path = work_dir / node_id / "agent.yaml"
+        path.write_text(yaml.safe_dump(settings))
+        agent = registry.create(
+            f"agent-{node_id}",
+            [sys.executable, "-m", "tfscachectl", "agent", "--config", str(path)],
+            env=_python_env(env),
+            cwd=REPO_ROOT,
+        )
+        agent.start()
+        stack_nodes.append(StackNode(node_id, backend, agent, port, cache_dir))
+    for node in stack_nodes:
+        wait_until(
+            lambda node=node: port_accepts(node.agent_port),
+            AGENT_READY_TIMEOUT_S,
+            f"agent of {node.id}",
+            process=node.agent,
+        )
+    rest_port, grpc_port, xds_port, ext_proc_port, metrics_port = (free_port() for _ in range(5))
+    daemon_config = {
+        "xds_listen": f"{LOOPBACK}:{xds_port}",
+        "ext_proc_listen": f"{LOOPBACK}:{ext_proc_port}",
+        "metrics_listen": f"{LOOPBACK}:{metrics_port}",
+        "rest_listen": f"{LOOPBACK}:{rest_port}",
+        "grpc_listen": f"{LOOPBACK}:{grpc_port}",
+        "nodes": [
+            {
+                "id": n.id,
+                "rest": f"{LOOPBACK}:{n.backend.rest_port}",
+                "grpc": n.backend.grpc_target,
+                "agent": f"{LOOPBACK}:{n.agent_port}",
+            }
+            for n in stack_nodes
+        ],
+        **(daemon_settings or {}),
+    }
+    daemon_path = work_dir / "daemon.yaml"
+    daemon_path.write_text(yaml.safe_dump(daemon_config))
+    daemon = registry.create(
+        "daemon",
+        [sys.executable, "-m", "tfscachectl", "serve", "--config", str(daemon_path)],
+        env=_python_env(env),
+        cwd=REPO_ROOT,
+    )
+    daemon.start()
+    wait_until(lambda: port_accepts(xds_port), DAEMON_READY_TIMEOUT_S, "daemon xDS server", process=daemon)
+    bootstrap = render_bootstrap(BootstrapSettings(xds_host=LOOPBACK, xds_port=xds_port, admin_port=0))
+    envoy = EnvoyProcess(registry, bootstrap, work_dir / "envoy", name="envoy").start()
+    wait_until(
+        lambda: port_accepts(rest_port) and port_accepts(grpc_port),
+        LISTENERS_READY_TIMEOUT_S,
+        "Envoy's client listeners (configured by the daemon)",
+        process=envoy.process,
+    )
+    return Stack(stack_nodes, daemon, envoy, rest_port, grpc_port, metrics_port, work_dir)
