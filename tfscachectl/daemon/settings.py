@@ -8,11 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
-from tfscachectl.errors import ConfigError
+from tfscachectl.settings_files import FileThenEnvironment, load_settings_file
 
 ENV_PREFIX = "TFSCACHE_DAEMON_"
 MIB = 1024 * 1024
@@ -50,7 +49,7 @@ class DaemonTimeouts(BaseModel):
     agent_call: float = Field(10.0, gt=0, description="agent calls other than ensure")
 
 
-class DaemonSettings(BaseSettings):
+class DaemonSettings(FileThenEnvironment):
     """Everything the control daemon needs; see ``docs/daemon.md``."""
 
     model_config = SettingsConfigDict(
@@ -94,34 +93,7 @@ class DaemonSettings(BaseSettings):
     def ext_proc_address(self) -> str:
         return self.daemon_address or self.ext_proc_listen
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return env_settings, init_settings
-
 
 def load_daemon_settings(path: Path | None = None, **values: Any) -> DaemonSettings:
     """Settings from an optional YAML file (then ``values``), overridden by ``TFSCACHE_DAEMON_*``."""
-    merged: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"Cannot read daemon settings {path}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"Daemon settings {path} must be a mapping of settings")
-        merged.update(loaded)
-    merged.update(values)
-    try:
-        return DaemonSettings(**merged)
-    except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"Invalid daemon settings: {details}") from exc
+    return load_settings_file(DaemonSettings, "daemon", path, **values)
