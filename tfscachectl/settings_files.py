@@ -18,6 +18,14 @@ from tfscachectl.errors import ConfigError
 S = TypeVar("S", bound=BaseSettings)
 
 
+def check_host_port(value: str) -> str:
+    """``value`` if it is ``host:port``, else ``ValueError`` (for pydantic validators)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return value
+
+
 class FileThenEnvironment(BaseSettings):
     """Values given in code (read from the file) are overridden by the environment."""
 

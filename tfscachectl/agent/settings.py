@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from tfscachectl.settings_files import FileThenEnvironment, load_settings_file
+from tfscachectl.settings_files import FileThenEnvironment, check_host_port, load_settings_file
 from tfscachectl.stores.settings import StoreSettings
 
 ENV_PREFIX = "TFSCACHE_AGENT_"
@@ -89,11 +89,7 @@ class AgentSettings(FileThenEnvironment):
     @field_validator("listen", "tf_serving_grpc", "tf_serving_rest", "metrics_listen")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
-        if value is not None:
-            host, sep, port = value.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-                raise ValueError(f"expected host:port, got {value!r}")
-        return value
+        return None if value is None else check_host_port(value)
 
     @property
     def served_root(self) -> str:

@@ -11,17 +11,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from tfscachectl.settings_files import FileThenEnvironment, load_settings_file
+from tfscachectl.settings_files import FileThenEnvironment, check_host_port, load_settings_file
 
 ENV_PREFIX = "TFSCACHE_DAEMON_"
 MIB = 1024 * 1024
-
-
-def check_host_port(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"expected host:port, got {value!r}")
-    return value
 
 
 class NodeSettings(BaseModel):
