@@ -117,16 +117,24 @@ def test_an_unreachable_agent_falls_back_to_the_next_node() -> None:
     assert router.counters.fallbacks == 1
 
 
-def test_agent_errors_reach_the_client_as_tf_serving_errors() -> None:
+def test_what_the_store_lacks_is_left_for_a_node_to_answer() -> None:
     router, agents = make_router()
     [placed] = place("nope", [n.id for n in NODES], 1)
     agents[placed].fail_with = ServingError(Code.NOT_FOUND, "Servable not found for request: Latest(nope)")
-    with pytest.raises(ServingError) as caught:
-        route(router, request("nope"))
-    assert (caught.value.code, caught.value.message) == (
-        Code.NOT_FOUND,
-        "Servable not found for request: Latest(nope)",
+    decision = route(router, request("nope"))
+    # TF Serving itself answers (its exact error, body checks first), and nothing is loaded
+    assert (decision.node, decision.loaded) == (placed, False)
+
+
+def test_load_errors_reach_the_client_as_tf_serving_errors() -> None:
+    router, agents = make_router()
+    [placed] = place("broken", [n.id for n in NODES], 1)
+    agents[placed].fail_with = ServingError(
+        Code.DATA_LOSS, "Can't parse /c/broken/1/saved_model.pb as binary proto"
     )
+    with pytest.raises(ServingError) as caught:
+        route(router, request("broken"))
+    assert caught.value.code == Code.DATA_LOSS
 
 
 def test_a_slow_load_is_a_503_saying_so() -> None:

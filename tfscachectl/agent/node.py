@@ -192,6 +192,8 @@ class NodeAgent:
             self.residency.ensured(key, self._now())
             self._stats(key).hits += 1
             self.counters["hits"] += 1
+            if label is not None and self.controller.labels(name).get(label) != key.version:
+                await self._sync_labels(name)  # the version was loaded by number or as latest
             return EnsureResult(key, "hit", time.monotonic() - started)
         self.counters["misses"] += 1
         ticket = self.flights.join(key)
@@ -223,13 +225,11 @@ class NodeAgent:
             if label not in labels:
                 raise ServingError(Code.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}")
             return ModelKey(name, labels[label])
-        resident = [e.key.version for e in self.residency if e.key.name == name]
         cached = self._versions.get(name)
-        fresh = cached is not None and time.monotonic() - cached[0] < self.settings.version_cache_seconds
-        if resident and not fresh:
-            # stale-while-revalidate: a resident model answers now; the listing refreshes behind it
+        if cached is not None and time.monotonic() - cached[0] >= self.settings.version_cache_seconds:
+            # stale-while-revalidate: answer from the last listing now; refresh it behind the request
             self._spawn(self._refresh_versions(name))
-            return ModelKey(name, max(resident))
+            return ModelKey(name, max(cached[1]))
         versions = await self._store_versions(name)
         return ModelKey(name, max(versions))
 

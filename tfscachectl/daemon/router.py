@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from tfscachectl.agent.api.client import AgentUnreachableError
 from tfscachectl.core.placement import NodeId, place, rank
-from tfscachectl.core.requests import ModelRequest, RequestProtocol
+from tfscachectl.core.requests import ModelApi, ModelRequest, RequestProtocol
 from tfscachectl.daemon.cluster import Cluster
 from tfscachectl.daemon.extproc import RouteDecision
-from tfscachectl.daemon.settings import DaemonSettings
+from tfscachectl.daemon.settings import DaemonSettings, NodeSettings
 from tfscachectl.errors import Code, ServingError
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,11 @@ class PlacementRouter:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            # TF Serving's status ignores a label: the cache does too (the latest version is made available)
+            label = None if request.api is ModelApi.STATUS else request.label
             try:
                 result = await self.cluster.agents[node_id].ensure(
-                    request.name, request.version, label=request.label, timeout=remaining
+                    request.name, request.version, label=label, timeout=remaining
                 )
             except AgentUnreachableError as exc:
                 log.warning("agent_unreachable node=%s error=%r", node_id, exc.message)
@@ -114,6 +116,11 @@ class PlacementRouter:
                 last = exc
                 continue
             except ServingError as exc:
+                if _unknown_to_the_store(exc):
+                    # Nothing to load: let a node answer as TF Serving answers for what it does not have
+                    # (the exact error, body parsing first, status wording, labels ignored by status...).
+                    node = self.cluster.nodes[node_id]
+                    return Routed(node_id, _address(node, request), loaded=False)
                 self.counters.failures += 1
                 raise _client_error(exc, request, self.settings.timeouts.ensure) from exc
             self.cluster.note_loaded(node_id, result.key.name, result.key.version)
@@ -122,9 +129,7 @@ class PlacementRouter:
             self.counters.loads += loaded
             if loaded:
                 self._warm_replicas(request, chosen - {node_id})
-            node = self.cluster.nodes[node_id]
-            address = node.rest if request.protocol == RequestProtocol.REST else node.grpc
-            return Routed(node_id, address, loaded)
+            return Routed(node_id, _address(self.cluster.nodes[node_id], request), loaded)
         self.counters.failures += 1
         if last is not None:
             raise ServingError(Code.UNAVAILABLE, f"No node could load {request.name}: {last.message}")
@@ -146,6 +151,19 @@ class PlacementRouter:
         for task in list(self._warming):
             task.cancel()
         await asyncio.gather(*self._warming, return_exceptions=True)
+
+
+#: What an agent answers when the store has no such model, version or label (or the name cannot be one):
+#: TF Serving's own words for what it does not have, so a node can be asked to answer instead.
+_UNKNOWN = ("Servable not found for request:", "Unrecognized servable version label:", "model name ")
+
+
+def _unknown_to_the_store(exc: ServingError) -> bool:
+    return exc.code in (Code.NOT_FOUND, Code.INVALID_ARGUMENT) and exc.message.startswith(_UNKNOWN)
+
+
+def _address(node: NodeSettings, request: ModelRequest) -> str:
+    return node.rest if request.protocol == RequestProtocol.REST else node.grpc
 
 
 def _still_loading(request: ModelRequest, ensure_timeout: float) -> ServingError:
