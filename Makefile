@@ -32,14 +32,11 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration
 
-# The local demo: for now the bundled TF Serving-compatible backend on generated example models
-# (REST on 8501, gRPC on 8500); the full local stack (Envoy, daemon, agents) replaces it as it lands.
-DEMO_DIR ?= .tfscache/demo
+# The main job on this machine: Envoy, the daemon, 2 node agents and 2 serving backends on example models
+# (generated on first run), REST on 8501 and gRPC on 8500. Ctrl-C stops it. Options: make demo UP_ARGS='...'.
+UP_ARGS ?=
 demo: $(STAMP)
-	test -f $(DEMO_DIR)/models.config || $(BIN)/python -m tfscachectl.modelgen $(DEMO_DIR)/models \
-		--tenants 20 --model-config $(DEMO_DIR)/models.config
-	$(BIN)/tfscachectl tf-serving --port=8500 --rest_api_port=8501 --listen_address=127.0.0.1 \
-		--model_config_file=$(DEMO_DIR)/models.config
+	$(BIN)/tfscachectl up $(UP_ARGS)
 
 # The node agent's gRPC API: regenerate its Python modules (next to the .proto) after editing the .proto.
 AGENT_PROTO := tfscachectl/agent/api/agent.proto

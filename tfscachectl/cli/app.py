@@ -11,6 +11,7 @@ from rich.console import Console
 from tfscachectl import __version__, logs
 from tfscachectl.cli.agent import agent as agent_command
 from tfscachectl.cli.serve import serve as serve_command
+from tfscachectl.cli.up import up as up_command
 from tfscachectl.errors import TfsCacheError
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ def tf_serving(ctx: typer.Context) -> None:
 
 app.command("agent")(agent_command)
 app.command("serve")(serve_command)
+app.command("up")(up_command)
 
 
 def main() -> None:
