@@ -3,7 +3,8 @@
 - ``grpc_field_extraction`` (gRPC listener only) reads ``model_spec`` out of the first request message of
   every TF Serving method that has one and writes it into the dynamic metadata namespace
   ``envoy.filters.http.grpc_field_extraction``, keyed by field path (``model_spec.name``...; see
-  ``GRPC_MODEL_FIELDS``). It buffers that first message, so it runs before ext_proc's header call.
+  ``GRPC_MODEL_FIELDS``, which follows the daemon's request parsing). It buffers that first message, so
+  it runs before ext_proc's header call.
 - ``ext_proc`` sends the request headers only (never a body) to the daemon, with the extracted fields
   forwarded as metadata; its answer may name the node (``x-tfscache-node``) and the model header.
 - ``router`` forwards.
@@ -34,27 +35,18 @@ from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import HttpFilter
 from envoy_data_plane.google.protobuf import Any
 
+from tfscachectl.core.requests import GRPC_MODEL_METHODS
 from xds import names
 from xds.extensions import pack, seconds
 from xds.view import Limits, Timeouts
 
-_MODEL_SPEC_LEAVES = ("name", "version.value", "version_label")
-
-#: Fully qualified gRPC method -> the field paths extracted from its first request message.
-#: The paths are also the keys of the extracted values in the ``envoy.filters.http.grpc_field_extraction``
-#: metadata that ext_proc receives (each value a list of strings; an absent field gives an empty list).
+#: Fully qualified gRPC method -> the field paths extracted from its first request message, as the daemon's
+#: request parsing (``tfscachectl.core.requests``) reads them: the ``model_spec`` fields, and for
+#: MultiInference those of the first task plus a field that shows a task was sent. The paths are also the
+#: keys of the values in the ``envoy.filters.http.grpc_field_extraction`` metadata that ext_proc receives
+#: (each a list of strings; an absent field gives an empty list).
 GRPC_MODEL_FIELDS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {
-        f"tensorflow.serving.{method}": tuple(f"{prefix}.{leaf}" for leaf in _MODEL_SPEC_LEAVES)
-        for method, prefix in (
-            ("PredictionService.Classify", "model_spec"),
-            ("PredictionService.Regress", "model_spec"),
-            ("PredictionService.Predict", "model_spec"),
-            ("PredictionService.MultiInference", "tasks.model_spec"),
-            ("PredictionService.GetModelMetadata", "model_spec"),
-            ("ModelService.GetModelStatus", "model_spec"),
-        )
-    }
+    {name: method.extracted_fields for name, method in GRPC_MODEL_METHODS.items()}
 )
 
 

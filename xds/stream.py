@@ -7,9 +7,13 @@ the world server:
 - what a request is (``receive``): the first request of a type, an ACK or a NACK of the response last
   sent (its nonce), or a stale request answering an older response, which is ignored;
 - whether a response is owed (``needs_response``): never while Envoy has not answered the last one;
-  otherwise when nothing was sent yet, when the names asked for changed, or when the snapshot's version of
-  the type is not the one last sent. A NACKed version is therefore not sent again: only a new snapshot
-  (a new version) or new names bring a new response.
+  otherwise when nothing was sent yet, when the names asked for changed, when the snapshot's version of
+  the type is not the one last sent, or after clusters were sent (below). A NACKed version is therefore
+  not sent again: only a new snapshot (a new version) or new names bring a new response.
+
+Envoy re-creates a cluster that changed and keeps it warming until it gets the cluster's load assignment
+in a new EDS response, even when the assignment did not change (envoyproxy/envoy#13009). So every CDS
+response makes an EDS response owed, at whatever version EDS is.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from xds import type_urls
+
+#: Sending a type makes a response of another type owed: clusters warm only with a new EDS response.
+_REFRESHED_BY = {type_urls.CLUSTER: type_urls.ENDPOINT}
 
 
 class RequestKind(enum.Enum):
@@ -76,8 +83,9 @@ class Subscription:
     rejection: Rejection | None = None
     awaiting_reply: bool = False
     """A response was sent and Envoy has not ACKed or NACKed it yet."""
-    names_changed: bool = False
-    """Envoy asked for other names since the last response."""
+    owed: bool = False
+    """A response is owed whatever the version: Envoy asked for other names since the last response, or
+    (for EDS) clusters were sent since."""
 
     @property
     def wildcard(self) -> bool:
@@ -109,11 +117,10 @@ class StreamState:
         """Take in a request; says what it was."""
         subscription = self.subscriptions.get(request.type_url)
         if subscription is None or not request.nonce:
-            subscription = subscription or self.subscriptions.setdefault(
-                request.type_url, Subscription(request.type_url)
-            )
+            if subscription is None:
+                subscription = self.subscriptions[request.type_url] = Subscription(request.type_url)
             self._ask_for(subscription, request.resource_names)
-            subscription.names_changed = True
+            subscription.owed = True
             subscription.awaiting_reply = False
             return RequestKind.SUBSCRIBE
         if request.nonce != subscription.sent_nonce:
@@ -138,7 +145,7 @@ class StreamState:
             return False
         if not subscription.wildcard and not subscription.resource_names:
             return False  # a named type with no names is an unsubscription: nothing to send
-        if subscription.sent_version is None or subscription.names_changed:
+        if subscription.sent_version is None or subscription.owed:
             return True
         return subscription.sent_version != version
 
@@ -154,7 +161,10 @@ class StreamState:
         subscription.sent_version = version
         subscription.sent_nonce = nonce
         subscription.awaiting_reply = True
-        subscription.names_changed = False
+        subscription.owed = False
+        dependent = self.subscriptions.get(_REFRESHED_BY.get(type_url, ""))
+        if dependent is not None:
+            dependent.owed = True
         return nonce
 
     def applied(self, type_url: str, version: str) -> bool:
@@ -176,4 +186,4 @@ class StreamState:
             return
         if names != subscription.resource_names:
             subscription.resource_names = names
-            subscription.names_changed = True
+            subscription.owed = True

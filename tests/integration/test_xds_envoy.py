@@ -542,3 +542,31 @@ def test_bootstrap_renders_dns_names_and_refuses_bad_settings() -> None:
     with pytest.raises(ConfigError, match="log level"):
         envoy_argv(Path("envoy"), Path("bootstrap.yaml"), log_level="loud")
     assert envoy_argv(Path("envoy"), Path("b.yaml"), base_id=7)[-2:] == ["--base-id", "7"]
+
+
+def test_a_changed_cluster_warms_without_its_unchanged_endpoints_being_resent(
+    ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
+) -> None:
+    """Envoy re-creates a changed cluster and waits for its endpoints; they did not change, so the server
+    does not send them again: Envoy must warm the cluster from the endpoints it already has."""
+    node_a = node("node-a")
+    view = make_view(listener_ports, node_a)
+    ads.set_snapshot(snapshot("1", build_resources(view)))
+    envoy = start_envoy_on(start_envoy, ads)
+    ads.wait_acked(envoy, every_type_at("1"))
+
+    slower = dataclasses.replace(view, timeouts=dataclasses.replace(view.timeouts, connect_s=2.5))
+    stored = ads.set_snapshot(snapshot("2", build_resources(slower)))
+    assert (stored.version_of(type_urls.CLUSTER), stored.version_of(type_urls.ENDPOINT)) == ("2", "1")
+    ads.wait_acked(envoy, {type_urls.CLUSTER: "2"})
+
+    def warmed() -> bool:
+        dump = config_dump(envoy)["ClustersConfigDump"]
+        active = {c["cluster"]["name"]: c for c in dump.get("dynamic_active_clusters", [])}
+        return not dump.get("dynamic_warming_clusters") and all(
+            active[name]["version_info"] == "2"
+            for name in (names.CLUSTER_NODES_REST, names.CLUSTER_NODES_GRPC)
+        )
+
+    wait_until(warmed, ACK_TIMEOUT_S, "the changed clusters to warm", process=envoy.process)
+    assert cluster_hosts(envoy)[names.CLUSTER_NODES_REST] == {("node-a", str(node_a.rest))}

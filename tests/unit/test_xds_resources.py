@@ -27,6 +27,7 @@ from envoy_data_plane.envoy.extensions.load_balancing_policies.ring_hash.v3 impo
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import HttpProtocolOptions
 from google.protobuf import descriptor_pb2, descriptor_pool
 
+from tfscachectl.core.requests import GRPC_MODEL_METHODS
 from tfscachectl.errors import Code, ConfigError
 from xds import names, type_urls
 from xds.clusters import eds_names
@@ -201,11 +202,18 @@ def test_grpc_listener_extracts_fields_before_ext_proc(resources: Resources) -> 
     predict = extraction.extractions_by_method["tensorflow.serving.PredictionService.Predict"]
     assert sorted(predict.request_field_extractions) == [
         "model_spec.name",
+        "model_spec.signature_name",
         "model_spec.version.value",
         "model_spec.version_label",
     ]
     multi = extraction.extractions_by_method["tensorflow.serving.PredictionService.MultiInference"]
-    assert "tasks.model_spec.name" in multi.request_field_extractions
+    assert {"tasks.model_spec.name", "tasks.method_name"} <= set(multi.request_field_extractions)
+    # What Envoy extracts is what the daemon's request parsing reads, method by method.
+    extracted = {
+        name: tuple(fields.request_field_extractions)
+        for name, fields in extraction.extractions_by_method.items()
+    }
+    assert extracted == {name: method.extracted_fields for name, method in GRPC_MODEL_METHODS.items()}
 
 
 def test_clients_cannot_set_the_cache_headers(resources: Resources) -> None:

@@ -107,7 +107,22 @@ def test_new_names_are_owed_a_response_even_at_the_same_version() -> None:
     assert state.needs_response(EDS, "1")
     assert state.requested_names(EDS) == BOTH_NODE_CLUSTERS
     state.record_sent(EDS, "1")
-    assert not state.subscriptions[EDS].names_changed
+    assert not state.subscriptions[EDS].owed
+
+
+def test_sending_clusters_makes_endpoints_owed_even_at_the_same_version() -> None:
+    """A changed cluster warms only when Envoy gets its load assignment again (envoyproxy/envoy#13009)."""
+    state = StreamState()
+    clusters = subscribed(state, CDS)
+    state.receive(Request.of(CDS, version_info="1", nonce=clusters))
+    endpoints = subscribed(state, EDS, tuple(BOTH_NODE_CLUSTERS))
+    state.receive(Request.of(EDS, version_info="1", nonce=endpoints, resource_names=BOTH_NODE_CLUSTERS))
+    assert not state.needs_response(EDS, "1")
+    assert state.needs_response(CDS, "2")
+    state.record_sent(CDS, "2")
+    assert state.needs_response(EDS, "1")
+    state.record_sent(EDS, "1")
+    assert not state.needs_response(EDS, "1")
 
 
 def test_wildcard_types_ignore_names() -> None:
