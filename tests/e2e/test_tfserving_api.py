@@ -626,11 +626,6 @@ def test_rest_version_overflow(deployment: Deployment, method: str, path: str) -
     assert (got.status, got.body) == (expected.status, expected.body) == (400, "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the 400 with an empty body loses TF Serving's Content-Type: application/json "
-    "(Envoy drops the content-type header of an ext_proc immediate response with an empty body)",
-)
 @pytest.mark.parametrize(("method", "path"), VERSION_OVERFLOWS[:1])
 def test_rest_version_overflow_content_type(deployment: Deployment, method: str, path: str) -> None:
     same_rest(deployment, method, path, PREDICT_BODY)
@@ -941,11 +936,6 @@ def test_grpc_missing_model_spec_and_bad_inputs(deployment: Deployment) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an empty model_spec (present, no field set) is answered 'Missing ModelSpec'; TF Serving "
-    "says 'ModelSpec has no name specified.' (Envoy's field extraction cannot tell it from no model_spec)",
-)
 def test_grpc_empty_model_spec(deployment: Deployment) -> None:
     same_grpc(deployment, "Predict", predict_request("", x=float_tensor([1.0], [1, 1])))
 

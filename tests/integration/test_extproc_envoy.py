@@ -105,6 +105,9 @@ class ScriptedRouter:
             raise error
         return await self.table.route(request, deadline)
 
+    def any_node(self, protocol: RequestProtocol) -> RouteDecision | None:
+        return self.table.any_node(protocol)
+
 
 class ExtProcThread:
     """The ext_proc server on a loopback port, its event loop running in a thread of this process."""

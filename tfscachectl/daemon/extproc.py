@@ -97,6 +97,11 @@ class RequestRouter(Protocol):
 
     async def route(self, request: ModelRequest, deadline: float) -> RouteDecision: ...
 
+    def any_node(self, protocol: RequestProtocol) -> RouteDecision | None:
+        """A node to send a request that names no model it could load (malformed, no model spec...), so
+        that TF Serving answers it in its own words; None to have ext_proc answer it instead."""
+        ...
+
 
 class InMemoryRouter:
     """A :class:`RequestRouter` over a fixed table: model name -> the node's address for each protocol.
@@ -115,6 +120,9 @@ class InMemoryRouter:
         if addresses is None or request.protocol not in addresses:
             raise model_not_found(request)
         return RouteDecision(addresses[request.protocol])
+
+    def any_node(self, protocol: RequestProtocol) -> RouteDecision | None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +176,20 @@ class ExtProcService(ExternalProcessorBase):
         path = headers.get(":path", "")
         try:
             request = _model_request(protocol, headers, message.metadata_context)
+        except ServingError as exc:
+            try:
+                fallback = self._router.any_node(protocol)
+            except Exception:  # the router is not ours to trust
+                log.exception("ext_proc_router_failed protocol=%s path=%r", protocol, path)
+                fallback = None
+            if fallback is None:
+                self.counters.errors[protocol, exc.code] += 1
+                return self._error_response(protocol, exc)
+            # TF Serving answers what names no model in its own words (and its own order of checks)
+            self.counters.routed[protocol, fallback.node_address] += 1
+            log.info("ext_proc_unparsed_forwarded protocol=%s path=%r code=%s", protocol, path, exc.code.name)
+            return _forwarded(fallback)
+        try:
             decision = await self._route(request)
         except ServingError as exc:
             self.counters.errors[protocol, exc.code] += 1
@@ -276,6 +298,15 @@ def _routed(request: ModelRequest, decision: RouteDecision) -> ProcessingRespons
             _header(MODEL_HEADER, model_header_value(request.name)),
         ]
     )
+    return ProcessingResponse(
+        request_headers=HeadersResponse(
+            response=CommonResponse(header_mutation=mutation, clear_route_cache=True)
+        )
+    )
+
+
+def _forwarded(decision: RouteDecision) -> ProcessingResponse:
+    mutation = HeaderMutation(set_headers=[_header(NODE_HEADER, decision.node_address)])
     return ProcessingResponse(
         request_headers=HeadersResponse(
             response=CommonResponse(header_mutation=mutation, clear_route_cache=True)

@@ -135,6 +135,14 @@ class PlacementRouter:
             raise ServingError(Code.UNAVAILABLE, f"No node could load {request.name}: {last.message}")
         raise _still_loading(request, self.settings.timeouts.ensure)
 
+    def any_node(self, protocol: RequestProtocol) -> RouteDecision | None:
+        """The first node in a fixed order, for requests that name no model (TF Serving answers them)."""
+        live = self.cluster.live()
+        if not live:
+            return None
+        node = self.cluster.nodes[rank("", live)[0]]
+        return RouteDecision(node.rest if protocol == RequestProtocol.REST else node.grpc)
+
     def _warm_replicas(self, request: ModelRequest, nodes: set[NodeId]) -> None:
         for node_id in nodes:
             task = asyncio.create_task(self._warm(node_id, request))
