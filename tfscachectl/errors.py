@@ -4,11 +4,14 @@
 
     TfsCacheError                   anything tfscache raises on purpose
     ├── ConfigError                 bad settings, flags or config files (the user must fix them)
+    │   └── xds.InconsistentSnapshotError   an xDS snapshot that refers to resources it lacks
     ├── ServingError                a TF Serving status: a code (TF/gRPC numbering) and a message,
-    │                               shown to clients exactly as TF Serving would show it
+    │   │                           shown to clients exactly as TF Serving would show it
+    │   └── agent.api.client.AgentUnreachableError   UNAVAILABLE: an agent could not be reached
     ├── StoreError                  the model store (directory, S3) failed or holds something unusable
     │   └── ModelNotInStoreError    the store has no such model or version
     └── ProcessError                a child process (Envoy, etcd, a serving backend) failed to start or died
+        └── xds.ConfigRejectedError, xds.ConfigNotAppliedError   Envoy NACKed a snapshot, or never ACKed it
 
 Foreign exceptions (botocore, grpc, aiohttp, TensorFlow) are translated into this tree at the module that
 talks to the foreign system, with ``raise ... from exc``. The CLI catches only this tree.
