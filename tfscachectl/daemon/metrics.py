@@ -87,5 +87,9 @@ class DaemonMetrics:
             registry=self.registry,
         )
 
+    def observe_ensure(self, outcome: str, seconds: float) -> None:
+        """One routed request: how long until its node was ready, and whether it was a hit or a load."""
+        self.ensure_seconds.labels(outcome).observe(seconds)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

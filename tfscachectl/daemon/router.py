@@ -54,11 +54,12 @@ class PlacementRouter:
         cluster: Cluster,
         settings: DaemonSettings,
         observe: Callable[[str, float], None] | None = None,
+        counters: RouterCounters | None = None,
     ) -> None:
         self.cluster = cluster
         self.settings = settings
         self._observe = observe
-        self.counters = RouterCounters()
+        self.counters = counters if counters is not None else RouterCounters()
         self._turn = itertools.count()
         self._warming: set[asyncio.Task[None]] = set()
 

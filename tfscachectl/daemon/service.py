@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from grpclib.server import Server
 
 from tfscachectl.daemon.cluster import Cluster
-from tfscachectl.daemon.extproc import ExtProcOptions, ExtProcService
+from tfscachectl.daemon.extproc import ExtProcCounters, ExtProcOptions, ExtProcService
 from tfscachectl.daemon.metrics import DaemonMetrics
-from tfscachectl.daemon.router import PlacementRouter
+from tfscachectl.daemon.router import PlacementRouter, RouterCounters
 from tfscachectl.daemon.settings import DaemonSettings
 from tfscachectl.errors import ConfigError
 from tfscachectl.metrics_page import MetricsPage
@@ -68,16 +68,13 @@ class Daemon:
         self.xds_counters = XdsCounters()
         self.cache = SnapshotCache()
         self.ads = AdsServer(self.cache, self.xds_counters)
-        self.router = PlacementRouter(self.cluster, settings)
+        extproc_counters, router_counters = ExtProcCounters(), RouterCounters()
+        self.metrics = DaemonMetrics(extproc_counters, router_counters, self.xds_counters, self.cluster)
+        self.router = PlacementRouter(
+            self.cluster, settings, observe=self.metrics.observe_ensure, counters=router_counters
+        )
         self.extproc = ExtProcService(
-            self.router,
-            ExtProcOptions(route_timeout_s=settings.timeouts.ensure),
-        )
-        self.metrics = DaemonMetrics(
-            self.extproc.counters, self.router.counters, self.xds_counters, self.cluster
-        )
-        self.router._observe = lambda outcome, seconds: self.metrics.ensure_seconds.labels(outcome).observe(
-            seconds
+            self.router, ExtProcOptions(route_timeout_s=settings.timeouts.ensure), extproc_counters
         )
         self._servers: list[Server] = []
         self._page: MetricsPage | None = None
