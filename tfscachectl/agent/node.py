@@ -326,6 +326,13 @@ class NodeAgent:
     async def _admit(self, key: ModelKey, size: int, deadline: float) -> None:
         """Make room for ``key`` in memory and start its load, or fail with "no capacity" at the deadline."""
         while True:
+            leaving = self.residency.get(key)
+            if leaving is not None and leaving.state is ResidencyState.UNLOADING:
+                # requested again while it leaves (its routes are being withdrawn): load it once it is gone
+                if time.monotonic() >= deadline:
+                    raise ServingError(Code.UNAVAILABLE, f"{key} is still being unloaded; retry the request")
+                await self._wait_change(deadline)
+                continue
             now = self._now()
             decision = self.residency.plan_admission(key, size, now)
             if isinstance(decision, NoCapacity):

@@ -19,7 +19,7 @@ ENV_PREFIX = "TFSCACHE_AGENT_"
 
 
 class Timeouts(BaseModel):
-    """Seconds allowed for each phase of an ensure, and for TF Serving to answer at start."""
+    """Seconds allowed for each phase of an ensure or an unload, and for TF Serving to answer at start."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -29,6 +29,9 @@ class Timeouts(BaseModel):
     ready: float = Field(120.0, gt=0, description="TF Serving reachable when the agent starts")
     ensure: float = Field(300.0, gt=0, description="default deadline of an ensure that gives none")
     reload_rpc: float = Field(600.0, gt=0, description="one HandleReloadConfigRequest")
+    unload_gate: float = Field(
+        5.0, ge=0, description="confirming watchers (daemons) to stop routing to a version before its unload"
+    )
 
 
 class S3Options(BaseModel):

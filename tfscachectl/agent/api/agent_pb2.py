@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tfscachectl/agent/api/agent.proto\x12\x11tfscache.agent.v1\")\n\x08ModelKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"[\n\rEnsureRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x0f\n\x05label\x18\x03 \x01(\tH\x00\x12\x0c\n\x04wait\x18\x04 \x01(\x08\x42\n\n\x08selector\"x\n\x0e\x45nsureResponse\x12(\n\x03key\x18\x01 \x01(\x0b\x32\x1b.tfscache.agent.v1.ModelKey\x12+\n\x07outcome\x18\x02 \x01(\x0e\x32\x1a.tfscache.agent.v1.Outcome\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\">\n\x0c\x45victRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"=\n\rEvictResponse\x12,\n\x07\x65victed\x18\x01 \x03(\x0b\x32\x1b.tfscache.agent.v1.ModelKey\"L\n\nPinRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06pinned\x18\x03 \x01(\x08\x42\n\n\x08_version\"G\n\x0bPinResponse\x12(\n\x03key\x18\x01 \x01(\x0b\x32\x1b.tfscache.agent.v1.ModelKey\x12\x0e\n\x06pinned\x18\x02 \x01(\x08\"\x0f\n\rStatusRequest\"\xfa\x01\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.tfscache.agent.v1.ModelState\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x03\x12\x12\n\ndisk_bytes\x18\x05 \x01(\x03\x12\x11\n\tlast_used\x18\x06 \x01(\x01\x12\x0c\n\x04hits\x18\x07 \x01(\x03\x12\r\n\x05loads\x18\x08 \x01(\x03\x12\x1e\n\x11last_load_seconds\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06pinned\x18\n \x01(\x08\x42\x14\n\x12_last_load_seconds\"\x8b\x03\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x17\n\nmax_models\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x16\n\tmax_bytes\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x13\n\x0bused_models\x18\x04 \x01(\x03\x12\x12\n\nused_bytes\x18\x05 \x01(\x03\x12\x1e\n\x11\x64isk_budget_bytes\x18\x06 \x01(\x03H\x02\x88\x01\x01\x12\x17\n\x0f\x64isk_used_bytes\x18\x07 \x01(\x03\x12.\n\x06models\x18\x08 \x03(\x0b\x32\x1e.tfscache.agent.v1.ModelStatus\x12\x41\n\x08\x63ounters\x18\t \x03(\x0b\x32/.tfscache.agent.v1.StatusResponse.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x42\r\n\x0b_max_modelsB\x0c\n\n_max_bytesB\x14\n\x12_disk_budget_bytes\"\x17\n\x15WatchResidencyRequest\"f\n\x0eResidencyEvent\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.tfscache.agent.v1.EventKind\x12(\n\x03key\x18\x02 \x01(\x0b\x32\x1b.tfscache.agent.v1.ModelKey\"K\n\tModelHits\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04hits\x18\x03 \x01(\x03\x12\x11\n\tunix_time\x18\x04 \x01(\x01\":\n\x0cTouchRequest\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.tfscache.agent.v1.ModelHits\"2\n\rTouchResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x0f\n\x07ignored\x18\x02 \x01(\x05*p\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n\x0bOUTCOME_HIT\x10\x01\x12\x12\n\x0eOUTCOME_LOADED\x10\x02\x12\x12\n\x0eOUTCOME_JOINED\x10\x03\x12\x13\n\x0fOUTCOME_STARTED\x10\x04*\x8f\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x18\n\x14MODEL_STATE_RESIDENT\x10\x02\x12\x19\n\x15MODEL_STATE_UNLOADING\x10\x03\x12\x16\n\x12MODEL_STATE_CACHED\x10\x04*q\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_KIND_LOADED\x10\x01\x12\x18\n\x14\x45VENT_KIND_UNLOADING\x10\x02\x12\x17\n\x13\x45VENT_KIND_UNLOADED\x10\x03\x32\xe8\x03\n\tNodeAgent\x12M\n\x06\x45nsure\x12 .tfscache.agent.v1.EnsureRequest\x1a!.tfscache.agent.v1.EnsureResponse\x12J\n\x05\x45vict\x12\x1f.tfscache.agent.v1.EvictRequest\x1a .tfscache.agent.v1.EvictResponse\x12\x44\n\x03Pin\x12\x1d.tfscache.agent.v1.PinRequest\x1a\x1e.tfscache.agent.v1.PinResponse\x12M\n\x06Status\x12 .tfscache.agent.v1.StatusRequest\x1a!.tfscache.agent.v1.StatusResponse\x12_\n\x0eWatchResidency\x12(.tfscache.agent.v1.WatchResidencyRequest\x1a!.tfscache.agent.v1.ResidencyEvent0\x01\x12J\n\x05Touch\x12\x1f.tfscache.agent.v1.TouchRequest\x1a .tfscache.agent.v1.TouchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tfscachectl/agent/api/agent.proto\x12\x11tfscache.agent.v1\")\n\x08ModelKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"[\n\rEnsureRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x0f\n\x05label\x18\x03 \x01(\tH\x00\x12\x0c\n\x04wait\x18\x04 \x01(\x08\x42\n\n\x08selector\"x\n\x0e\x45nsureResponse\x12(\n\x03key\x18\x01 \x01(\x0b\x32\x1b.tfscache.agent.v1.ModelKey\x12+\n\x07outcome\x18\x02 \x01(\x0e\x32\x1a.tfscache.agent.v1.Outcome\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\">\n\x0c\x45victRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"=\n\rEvictResponse\x12,\n\x07\x65victed\x18\x01 \x03(\x0b\x32\x1b.tfscache.agent.v1.ModelKey\"L\n\nPinRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06pinned\x18\x03 \x01(\x08\x42\n\n\x08_version\"G\n\x0bPinResponse\x12(\n\x03key\x18\x01 \x01(\x0b\x32\x1b.tfscache.agent.v1.ModelKey\x12\x0e\n\x06pinned\x18\x02 \x01(\x08\"\x0f\n\rStatusRequest\"\xfa\x01\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.tfscache.agent.v1.ModelState\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x03\x12\x12\n\ndisk_bytes\x18\x05 \x01(\x03\x12\x11\n\tlast_used\x18\x06 \x01(\x01\x12\x0c\n\x04hits\x18\x07 \x01(\x03\x12\r\n\x05loads\x18\x08 \x01(\x03\x12\x1e\n\x11last_load_seconds\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06pinned\x18\n \x01(\x08\x42\x14\n\x12_last_load_seconds\"\x8b\x03\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x17\n\nmax_models\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x16\n\tmax_bytes\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x13\n\x0bused_models\x18\x04 \x01(\x03\x12\x12\n\nused_bytes\x18\x05 \x01(\x03\x12\x1e\n\x11\x64isk_budget_bytes\x18\x06 \x01(\x03H\x02\x88\x01\x01\x12\x17\n\x0f\x64isk_used_bytes\x18\x07 \x01(\x03\x12.\n\x06models\x18\x08 \x03(\x0b\x32\x1e.tfscache.agent.v1.ModelStatus\x12\x41\n\x08\x63ounters\x18\t \x03(\x0b\x32/.tfscache.agent.v1.StatusResponse.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x42\r\n\x0b_max_modelsB\x0c\n\n_max_bytesB\x14\n\x12_disk_budget_bytes\"A\n\x15WatchResidencyRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12\x17\n\x0f\x63onfirm_unloads\x18\x02 \x01(\x08\"f\n\x0eResidencyEvent\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.tfscache.agent.v1.EventKind\x12(\n\x03key\x18\x02 \x01(\x0b\x32\x1b.tfscache.agent.v1.ModelKey\"Q\n\x14\x43onfirmUnloadRequest\x12\x0f\n\x07watcher\x18\x01 \x01(\t\x12(\n\x03key\x18\x02 \x01(\x0b\x32\x1b.tfscache.agent.v1.ModelKey\"(\n\x15\x43onfirmUnloadResponse\x12\x0f\n\x07\x61waited\x18\x01 \x01(\x08\"K\n\tModelHits\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04hits\x18\x03 \x01(\x03\x12\x11\n\tunix_time\x18\x04 \x01(\x01\":\n\x0cTouchRequest\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.tfscache.agent.v1.ModelHits\"2\n\rTouchResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x0f\n\x07ignored\x18\x02 \x01(\x05*p\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n\x0bOUTCOME_HIT\x10\x01\x12\x12\n\x0eOUTCOME_LOADED\x10\x02\x12\x12\n\x0eOUTCOME_JOINED\x10\x03\x12\x13\n\x0fOUTCOME_STARTED\x10\x04*\x8f\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x18\n\x14MODEL_STATE_RESIDENT\x10\x02\x12\x19\n\x15MODEL_STATE_UNLOADING\x10\x03\x12\x16\n\x12MODEL_STATE_CACHED\x10\x04*q\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_KIND_LOADED\x10\x01\x12\x18\n\x14\x45VENT_KIND_UNLOADING\x10\x02\x12\x17\n\x13\x45VENT_KIND_UNLOADED\x10\x03\x32\xcc\x04\n\tNodeAgent\x12M\n\x06\x45nsure\x12 .tfscache.agent.v1.EnsureRequest\x1a!.tfscache.agent.v1.EnsureResponse\x12J\n\x05\x45vict\x12\x1f.tfscache.agent.v1.EvictRequest\x1a .tfscache.agent.v1.EvictResponse\x12\x44\n\x03Pin\x12\x1d.tfscache.agent.v1.PinRequest\x1a\x1e.tfscache.agent.v1.PinResponse\x12M\n\x06Status\x12 .tfscache.agent.v1.StatusRequest\x1a!.tfscache.agent.v1.StatusResponse\x12_\n\x0eWatchResidency\x12(.tfscache.agent.v1.WatchResidencyRequest\x1a!.tfscache.agent.v1.ResidencyEvent0\x01\x12\x62\n\rConfirmUnload\x12\'.tfscache.agent.v1.ConfirmUnloadRequest\x1a(.tfscache.agent.v1.ConfirmUnloadResponse\x12J\n\x05Touch\x12\x1f.tfscache.agent.v1.TouchRequest\x1a .tfscache.agent.v1.TouchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STATUSRESPONSE_COUNTERSENTRY']._loaded_options = None
   _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_options = b'8\001'
-  _globals['_OUTCOME']._serialized_start=1578
-  _globals['_OUTCOME']._serialized_end=1690
-  _globals['_MODELSTATE']._serialized_start=1693
-  _globals['_MODELSTATE']._serialized_end=1836
-  _globals['_EVENTKIND']._serialized_start=1838
-  _globals['_EVENTKIND']._serialized_end=1951
+  _globals['_OUTCOME']._serialized_start=1745
+  _globals['_OUTCOME']._serialized_end=1857
+  _globals['_MODELSTATE']._serialized_start=1860
+  _globals['_MODELSTATE']._serialized_end=2003
+  _globals['_EVENTKIND']._serialized_start=2005
+  _globals['_EVENTKIND']._serialized_end=2118
   _globals['_MODELKEY']._serialized_start=56
   _globals['_MODELKEY']._serialized_end=97
   _globals['_ENSUREREQUEST']._serialized_start=99
@@ -62,15 +62,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_start=1160
   _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_end=1207
   _globals['_WATCHRESIDENCYREQUEST']._serialized_start=1260
-  _globals['_WATCHRESIDENCYREQUEST']._serialized_end=1283
-  _globals['_RESIDENCYEVENT']._serialized_start=1285
-  _globals['_RESIDENCYEVENT']._serialized_end=1387
-  _globals['_MODELHITS']._serialized_start=1389
-  _globals['_MODELHITS']._serialized_end=1464
-  _globals['_TOUCHREQUEST']._serialized_start=1466
-  _globals['_TOUCHREQUEST']._serialized_end=1524
-  _globals['_TOUCHRESPONSE']._serialized_start=1526
-  _globals['_TOUCHRESPONSE']._serialized_end=1576
-  _globals['_NODEAGENT']._serialized_start=1954
-  _globals['_NODEAGENT']._serialized_end=2442
+  _globals['_WATCHRESIDENCYREQUEST']._serialized_end=1325
+  _globals['_RESIDENCYEVENT']._serialized_start=1327
+  _globals['_RESIDENCYEVENT']._serialized_end=1429
+  _globals['_CONFIRMUNLOADREQUEST']._serialized_start=1431
+  _globals['_CONFIRMUNLOADREQUEST']._serialized_end=1512
+  _globals['_CONFIRMUNLOADRESPONSE']._serialized_start=1514
+  _globals['_CONFIRMUNLOADRESPONSE']._serialized_end=1554
+  _globals['_MODELHITS']._serialized_start=1556
+  _globals['_MODELHITS']._serialized_end=1631
+  _globals['_TOUCHREQUEST']._serialized_start=1633
+  _globals['_TOUCHREQUEST']._serialized_end=1691
+  _globals['_TOUCHRESPONSE']._serialized_start=1693
+  _globals['_TOUCHRESPONSE']._serialized_end=1743
+  _globals['_NODEAGENT']._serialized_start=2121
+  _globals['_NODEAGENT']._serialized_end=2709
 # @@protoc_insertion_point(module_scope)

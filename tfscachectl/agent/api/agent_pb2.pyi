@@ -164,8 +164,12 @@ class StatusResponse(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., max_models: _Optional[int] = ..., max_bytes: _Optional[int] = ..., used_models: _Optional[int] = ..., used_bytes: _Optional[int] = ..., disk_budget_bytes: _Optional[int] = ..., disk_used_bytes: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., counters: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class WatchResidencyRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("watcher", "confirm_unloads")
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_UNLOADS_FIELD_NUMBER: _ClassVar[int]
+    watcher: str
+    confirm_unloads: bool
+    def __init__(self, watcher: _Optional[str] = ..., confirm_unloads: _Optional[bool] = ...) -> None: ...
 
 class ResidencyEvent(_message.Message):
     __slots__ = ("kind", "key")
@@ -174,6 +178,20 @@ class ResidencyEvent(_message.Message):
     kind: EventKind
     key: ModelKey
     def __init__(self, kind: _Optional[_Union[EventKind, str]] = ..., key: _Optional[_Union[ModelKey, _Mapping]] = ...) -> None: ...
+
+class ConfirmUnloadRequest(_message.Message):
+    __slots__ = ("watcher", "key")
+    WATCHER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    watcher: str
+    key: ModelKey
+    def __init__(self, watcher: _Optional[str] = ..., key: _Optional[_Union[ModelKey, _Mapping]] = ...) -> None: ...
+
+class ConfirmUnloadResponse(_message.Message):
+    __slots__ = ("awaited",)
+    AWAITED_FIELD_NUMBER: _ClassVar[int]
+    awaited: bool
+    def __init__(self, awaited: _Optional[bool] = ...) -> None: ...
 
 class ModelHits(_message.Message):
     __slots__ = ("name", "version", "hits", "unix_time")

@@ -59,6 +59,11 @@ class NodeAgentStub:
                 request_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.WatchResidencyRequest.SerializeToString,
                 response_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResidencyEvent.FromString,
                 _registered_method=True)
+        self.ConfirmUnload = channel.unary_unary(
+                '/tfscache.agent.v1.NodeAgent/ConfirmUnload',
+                request_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ConfirmUnloadRequest.SerializeToString,
+                response_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ConfirmUnloadResponse.FromString,
+                _registered_method=True)
         self.Touch = channel.unary_unary(
                 '/tfscache.agent.v1.NodeAgent/Touch',
                 request_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.TouchRequest.SerializeToString,
@@ -99,7 +104,16 @@ class NodeAgentServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchResidency(self, request, context):
-        """Residency changes: first one LOADED per resident version, then every change as it happens.
+        """Residency changes: first one LOADED per resident version, then every change as it happens. A watcher
+        that routes requests here (confirm_unloads) holds every unload back until it confirms it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmUnload(self, request, context):
+        """A watcher has stopped routing to a version it was told is UNLOADING (its proxy acknowledged the
+        withdrawn route): the unload may go on as far as this watcher is concerned.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,6 +153,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.WatchResidency,
                     request_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.WatchResidencyRequest.FromString,
                     response_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResidencyEvent.SerializeToString,
+            ),
+            'ConfirmUnload': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmUnload,
+                    request_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ConfirmUnloadRequest.FromString,
+                    response_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ConfirmUnloadResponse.SerializeToString,
             ),
             'Touch': grpc.unary_unary_rpc_method_handler(
                     servicer.Touch,
@@ -281,6 +300,33 @@ class NodeAgent:
             '/tfscache.agent.v1.NodeAgent/WatchResidency',
             tfscachectl_dot_agent_dot_api_dot_agent__pb2.WatchResidencyRequest.SerializeToString,
             tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResidencyEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmUnload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tfscache.agent.v1.NodeAgent/ConfirmUnload',
+            tfscachectl_dot_agent_dot_api_dot_agent__pb2.ConfirmUnloadRequest.SerializeToString,
+            tfscachectl_dot_agent_dot_api_dot_agent__pb2.ConfirmUnloadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -143,10 +143,20 @@ class AgentClient:
         accepted: int = response.accepted
         return accepted
 
-    async def watch_residency(self) -> AsyncIterator[ResidencyEvent]:
+    async def watch_residency(
+        self, watcher: str | None = None, confirm_unloads: bool = False
+    ) -> AsyncIterator[ResidencyEvent]:
         """First one ``loaded`` per resident version, then every change; raises when the stream breaks
-        (UNAVAILABLE when the agent shuts down or cannot be reached)."""
-        call = self._rpc.WatchResidency(agent_pb2.WatchResidencyRequest())
+        (UNAVAILABLE when the agent shuts down or cannot be reached).
+
+        ``watcher``: an id of the caller's, unique per process (a new stream with the same id replaces the
+        old one). With ``confirm_unloads``, the agent holds every unload until this watcher calls
+        ``confirm_unload`` for it (or its stream ends, or the agent's ``timeouts.unload_gate`` passes).
+        """
+        if confirm_unloads and not watcher:
+            raise ServingError(Code.INVALID_ARGUMENT, "A watcher that confirms unloads needs an id")
+        request = agent_pb2.WatchResidencyRequest(watcher=watcher or "", confirm_unloads=confirm_unloads)
+        call = self._rpc.WatchResidency(request)
         try:
             async for message in call:
                 yield wire.decode_event(message)
@@ -154,6 +164,14 @@ class AgentClient:
             raise self._error(exc, None) from exc
         finally:
             call.cancel()
+
+    async def confirm_unload(self, watcher: str, key: ModelKey) -> bool:
+        """``watcher`` stopped routing to ``key`` (announced ``unloading``); true if its unload was waiting
+        for that (false is not an error: the unload went on without it, or had not begun waiting yet)."""
+        request = agent_pb2.ConfirmUnloadRequest(watcher=watcher, key=wire.encode_key(key))
+        response = await self._call(self._rpc.ConfirmUnload, request, self.timeouts.call)
+        awaited: bool = response.awaited
+        return awaited
 
     # ----- plumbing -----------------------------------------------------------------------------
 

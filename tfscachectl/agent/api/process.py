@@ -1,9 +1,10 @@
 """The agent process (``tfscachectl agent``): store, ``NodeAgent``, gRPC API and metrics page, until a signal.
 
-Start-up: open the store, start the agent (which waits up to ``timeouts.ready`` for TF Serving), start the
-metrics watcher, the API on ``listen`` and the ``/metrics`` page on ``metrics_listen``, then log
-``agent_ready``. SIGTERM or SIGINT (also while starting) stops it: residency streams end, calls in flight
-get ``SHUTDOWN_GRACE_SECONDS``, the agent closes; the exit status is 0. Failures to start are raised
+Start-up: open the store, start the agent (which waits up to ``timeouts.ready`` for TF Serving; its unloads
+wait for the API's confirming watchers, see ``tfscachectl.agent.gate``), start the metrics watcher, the API
+on ``listen`` and the ``/metrics`` page on ``metrics_listen``, then log ``agent_ready``. SIGTERM or SIGINT
+(also while starting) stops it: residency streams end, calls in flight get ``SHUTDOWN_GRACE_SECONDS``, the
+agent closes; the exit status is 0. Failures to start are raised
 (``ConfigError``, ``StoreError``, ``ServingError`` when TF Serving does not answer).
 """
 
@@ -16,6 +17,7 @@ import signal
 from collections.abc import Awaitable
 
 from tfscachectl.agent.api.server import AgentServer, AgentService
+from tfscachectl.agent.gate import WatcherGate
 from tfscachectl.agent.metrics import AgentMetrics
 from tfscachectl.agent.node import NodeAgent
 from tfscachectl.agent.settings import AgentSettings
@@ -35,7 +37,8 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event | None = None) 
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     store = open_store(settings.store, settings.s3.store_settings())
-    agent = NodeAgent(settings, store)
+    gate = WatcherGate(settings.timeouts.unload_gate)
+    agent = NodeAgent(settings, store, gate=gate)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(agent.close)
         if not await _unless_stopped(agent.start(), stop):
@@ -44,7 +47,7 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event | None = None) 
         metrics = AgentMetrics(agent)
         metrics.start()
         stack.push_async_callback(metrics.close)
-        server = AgentServer(AgentService(agent, metrics))
+        server = AgentServer(AgentService(agent, metrics, gate))
         listen = await server.start(settings.listen)
         stack.push_async_callback(server.stop, SHUTDOWN_GRACE_SECONDS)
         metrics_listen = "-"

@@ -11,7 +11,9 @@ Deadlines: an ``Ensure`` waits at most the caller's remaining gRPC deadline, les
 agent's ``timeouts.ensure``. A load outlives a caller that gives up: the agent owns it.
 
 ``WatchResidency`` streams never end on their own; at shutdown they end with UNAVAILABLE ("shutting down")
-before the server stops, so a watching daemon does not hold the shutdown for its grace period.
+before the server stops, so a watching daemon does not hold the shutdown for its grace period. A stream that
+names its ``watcher`` is registered with the unload gate (``tfscachectl.agent.gate.WatcherGate``) for as
+long as it lasts; with ``confirm_unloads``, every unload waits for that watcher's ``ConfirmUnload``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import grpc
 
 from tfscachectl.agent.api import agent_pb2, agent_pb2_grpc, wire
 from tfscachectl.agent.api.values import Outcome
+from tfscachectl.agent.gate import WatcherGate
 from tfscachectl.core import ModelKey, ResidencyState
 from tfscachectl.errors import Code, ConfigError, ServingError
 
@@ -109,9 +112,14 @@ def _optional_version(request: agent_pb2.EvictRequest | agent_pb2.PinRequest) ->
 class AgentService:
     """The ``tfscache.agent.v1.NodeAgent`` servicer (method names are the RPCs')."""
 
-    def __init__(self, agent: NodeAgent, observer: ApiObserver | None = None) -> None:
+    def __init__(
+        self, agent: NodeAgent, observer: ApiObserver | None = None, gate: WatcherGate | None = None
+    ) -> None:
+        """``gate``: the agent's unload gate, fed by the streams' watchers and ``ConfirmUnload``. None: the
+        agent's unloads wait for no watcher, and ``ConfirmUnload`` answers ``awaited: false``."""
         self._agent = agent
         self._observer: ApiObserver = observer or _NoObserver()
+        self._gate = gate
         self._closing = asyncio.Event()
         self._preloads: set[asyncio.Task[None]] = set()
 
@@ -241,16 +249,43 @@ class AgentService:
     async def WatchResidency(
         self, request: agent_pb2.WatchResidencyRequest, context: Any
     ) -> AsyncIterator[agent_pb2.ResidencyEvent]:
+        # The watcher is registered before the stream subscribes to the agent's events (at its first read),
+        # never after: no unload can miss a watcher that routes. An unload that starts in between (one turn
+        # of the event loop) waits for this watcher, which is never told of it (the version is not resident,
+        # so not among its first events): that unload waits out timeouts.unload_gate. Late, never unsafe.
+        with self._watching(request):
+            try:
+                async for event in self._until_closing(self._agent.events()):
+                    yield wire.encode_event(event)
+            except Exception as exc:
+                await _abort(context, "WatchResidency", exc)
+            await _abort(
+                context,
+                "WatchResidency",
+                ServingError(Code.UNAVAILABLE, f"Node agent {self._agent.settings.node_id} is shutting down"),
+            )
+
+    def _watching(self, request: agent_pb2.WatchResidencyRequest) -> contextlib.AbstractContextManager[Any]:
+        if self._gate is None or not request.watcher:
+            return contextlib.nullcontext()
+        return self._gate.watching(request.watcher, request.confirm_unloads)
+
+    @_unary
+    async def ConfirmUnload(
+        self, request: agent_pb2.ConfirmUnloadRequest, context: Any
+    ) -> agent_pb2.ConfirmUnloadResponse:
+        if not request.watcher:
+            raise ServingError(
+                Code.INVALID_ARGUMENT, "ConfirmUnload needs the watcher id of a residency stream"
+            )
+        if not request.HasField("key"):
+            raise ServingError(Code.INVALID_ARGUMENT, "ConfirmUnload needs the key of the version unloading")
         try:
-            async for event in self._until_closing(self._agent.events()):
-                yield wire.encode_event(event)
-        except Exception as exc:
-            await _abort(context, "WatchResidency", exc)
-        await _abort(
-            context,
-            "WatchResidency",
-            ServingError(Code.UNAVAILABLE, f"Node agent {self._agent.settings.node_id} is shutting down"),
-        )
+            key = wire.decode_key(request.key)
+        except (ConfigError, ValueError) as exc:
+            raise ServingError(Code.INVALID_ARGUMENT, str(exc)) from exc
+        awaited = self._gate is not None and self._gate.confirm(request.watcher, key)
+        return agent_pb2.ConfirmUnloadResponse(awaited=awaited)
 
     async def _until_closing(self, items: AsyncIterator[_T]) -> AsyncIterator[_T]:
         """``items`` until ``close()``; then the pending read is cancelled and ``items`` closed."""
