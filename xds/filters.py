@@ -5,8 +5,11 @@
   ``envoy.filters.http.grpc_field_extraction``, keyed by field path (``model_spec.name``...; see
   ``GRPC_MODEL_FIELDS``, which follows the daemon's request parsing). It buffers that first message, so
   it runs before ext_proc's header call.
+- ``set_filter_state`` (gRPC listener only, ``xds.fastpath.model_key_filter``) writes the model key made
+  of the extracted fields and clears the route cache, so fast-path routes can match gRPC requests.
 - ``ext_proc`` sends the request headers only (never a body) to the daemon, with the extracted fields
-  forwarded as metadata; its answer may name the node (``x-tfscache-node``) and the model header.
+  forwarded as metadata; its answer may name the node (``x-tfscache-node``) and the model header. It is
+  disabled in the chain and enabled per route (``ext_proc_enabled``): only the slow path uses it.
 - ``router`` forwards.
 """
 
@@ -17,8 +20,10 @@ from types import MappingProxyType
 from typing import Final
 
 from envoy_data_plane.envoy.config.core.v3 import DataSource, GrpcService, GrpcServiceEnvoyGrpc
+from envoy_data_plane.envoy.config.route.v3 import FilterConfig
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
     ExternalProcessor,
+    ExtProcOverrides,
     ExtProcPerRoute,
     MetadataOptions,
     MetadataOptionsMetadataNamespaces,
@@ -92,7 +97,7 @@ def ext_proc(timeouts: Timeouts, limits: Limits) -> HttpFilter:
             receiving_namespaces=MetadataOptionsMetadataNamespaces(untyped=[names.LB_NAMESPACE]),
         ),
     )
-    return HttpFilter(name=names.FILTER_EXT_PROC, typed_config=pack(config))
+    return HttpFilter(name=names.FILTER_EXT_PROC, typed_config=pack(config), disabled=True)
 
 
 def router() -> HttpFilter:
@@ -100,5 +105,14 @@ def router() -> HttpFilter:
 
 
 def ext_proc_disabled() -> dict[str, Any]:
-    """A route's ``typed_per_filter_config`` that skips ext_proc (fast-path and direct-response routes)."""
+    """A route's ``typed_per_filter_config`` that turns ext_proc off where the filter chain has it on."""
     return {names.FILTER_EXT_PROC: pack(ExtProcPerRoute(disabled=True))}
+
+
+def ext_proc_enabled() -> dict[str, Any]:
+    """A route's ``typed_per_filter_config`` that turns the (disabled by default) ext_proc filter on.
+
+    Envoy refuses an empty per-route config, so it carries an empty ``overrides``: nothing else changes.
+    """
+    enabled = FilterConfig(disabled=False, config=pack(ExtProcPerRoute(overrides=ExtProcOverrides())))
+    return {names.FILTER_EXT_PROC: pack(enabled)}

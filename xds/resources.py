@@ -1,9 +1,11 @@
 """Every Envoy resource of the cache, built from a ``ClusterView`` by pure functions (docs/routing.md).
 
 - Listeners ``tfscache_rest`` (HTTP/1.1 and HTTP/2) and ``tfscache_grpc`` (HTTP/2): filters
-  ``[grpc_field_extraction,] ext_proc, router``, routes from RDS.
-- Route configurations ``tfscache_rest`` and ``tfscache_grpc``: any extra routes given (the fast path), then
-  the default route through ext_proc; the gRPC one first denies ``HandleReloadConfigRequest``.
+  ``[grpc_field_extraction, set_filter_state,] ext_proc, router``, routes from RDS.
+- Route configurations ``tfscache_rest`` and ``tfscache_grpc``. Given ``fast_path`` entries (the daemon
+  always gives them, if none), they are matcher trees (``xds.fastpath``): one lookup finds a resident model's
+  route, else the default route through ext_proc. Otherwise plain lists: any extra routes given, then the
+  default route. The gRPC one first denies ``HandleReloadConfigRequest``.
 - Clusters ``tfscache_nodes_rest`` / ``tfscache_nodes_grpc`` (EDS, override_host then ring_hash) and
   ``tfscache_ext_proc`` (static, the daemon).
 - ClusterLoadAssignments for the two node clusters.
@@ -26,9 +28,12 @@ from envoy_data_plane.envoy.config.route.v3 import Route, RouteConfiguration
 from xds import filters, names, type_urls
 from xds.clusters import ext_proc_cluster, node_cluster
 from xds.endpoints import load_assignment, node_hosts
+from xds.fastpath import EncodedRouteConfiguration, FastPathEncoder, FastPathEntry, model_key_filter
 from xds.listeners import http_listener
 from xds.routes import default_route, reload_config_denied, route_configuration
 from xds.view import ClusterView
+
+RouteConfigurations = tuple[RouteConfiguration | EncodedRouteConfiguration, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +41,11 @@ class Resources:
     """One full set of resources, by kind."""
 
     listeners: tuple[Listener, ...]
-    routes: tuple[RouteConfiguration, ...]
+    routes: RouteConfigurations
     clusters: tuple[Cluster, ...]
     endpoints: tuple[ClusterLoadAssignment, ...]
 
-    def by_type(self) -> dict[str, Sequence[betterproto2.Message]]:
+    def by_type(self) -> dict[str, Sequence[betterproto2.Message | EncodedRouteConfiguration]]:
         """The resources keyed by xDS type URL, as ``Snapshot`` takes them."""
         return {
             type_urls.LISTENER: self.listeners,
@@ -56,11 +61,22 @@ def build_resources(
     ext_proc: bool = True,
     rest_routes: Sequence[Route] = (),
     grpc_routes: Sequence[Route] = (),
+    fast_path: Sequence[FastPathEntry] | None = None,
+    encoder: FastPathEncoder | None = None,
 ) -> Resources:
-    """All resources for ``view``; ``rest_routes`` / ``grpc_routes`` go before each default route."""
+    """All resources for ``view``.
+
+    With ``fast_path`` (entries, possibly none) the route configurations are matcher trees holding them,
+    encoded with ``encoder`` (keep one across calls: it remembers encoded routes); otherwise
+    ``rest_routes`` / ``grpc_routes`` go before each default route.
+    """
+    if fast_path is not None:
+        routes = build_fast_path_configurations(view, fast_path, encoder or FastPathEncoder())
+    else:
+        routes = build_route_configurations(view, rest=rest_routes, grpc=grpc_routes)
     return Resources(
         listeners=build_listeners(view, ext_proc=ext_proc),
-        routes=build_route_configurations(view, rest=rest_routes, grpc=grpc_routes),
+        routes=routes,
         clusters=build_clusters(view, ext_proc=ext_proc),
         endpoints=build_endpoints(view),
     )
@@ -81,7 +97,12 @@ def build_listeners(view: ClusterView, *, ext_proc: bool = True) -> tuple[Listen
         names.LISTENER_GRPC,
         view.grpc_listener,
         names.ROUTES_GRPC,
-        [filters.grpc_field_extraction(view.grpc_descriptors), *processing, filters.router()],
+        [
+            filters.grpc_field_extraction(view.grpc_descriptors),
+            model_key_filter(),
+            *processing,
+            filters.router(),
+        ],
         view.timeouts,
         view.limits,
         http2_only=True,
@@ -110,6 +131,31 @@ def build_route_configurations(
             ],
         ),
     )
+
+
+def build_fast_path_configurations(
+    view: ClusterView, entries: Sequence[FastPathEntry], encoder: FastPathEncoder
+) -> RouteConfigurations:
+    """Both route configurations as matcher trees with ``entries`` (``xds.fastpath``)."""
+    timeouts, retries = view.timeouts, view.retries
+    denied = reload_config_denied()
+    rest = encoder.rest(
+        names.ROUTES_REST,
+        default_route(names.CLUSTER_NODES_REST, timeouts, retries),
+        entries,
+        timeouts.request_s,
+        retries,
+    )
+    grpc = encoder.grpc(
+        names.ROUTES_GRPC,
+        default_route(names.CLUSTER_NODES_GRPC, timeouts, retries),
+        {names.RELOAD_CONFIG_PATH: denied},
+        entries,
+        timeouts.request_s,
+        retries,
+    )
+    encoder.forget_unused(entries)
+    return rest, grpc
 
 
 def build_clusters(view: ClusterView, *, ext_proc: bool = True) -> tuple[Cluster, ...]:

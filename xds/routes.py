@@ -1,9 +1,12 @@
-"""Route configurations: one per listener, a virtual host for every domain, routes in match order.
+"""Routes: the default route (the slow path), the gRPC reload denial, and forwarding routes in general.
 
-For now each listener has its default route (prefix ``/``) through ext_proc to the node cluster, and the
-gRPC listener answers ``ModelService/HandleReloadConfigRequest`` itself with PERMISSION_DENIED: clients
-cannot reconfigure nodes through the cache. Fast-path routes (one per resident model, ext_proc off, the
-node pinned) go before the default route: ``forward_route(..., pinned=...)`` builds them.
+Each listener has its default route (prefix ``/``) through ext_proc to the node cluster, and the gRPC
+listener answers ``ModelService/HandleReloadConfigRequest`` itself with PERMISSION_DENIED: clients cannot
+reconfigure nodes through the cache. The ext_proc filter is disabled in the filter chain and enabled by the
+routes that need it (``through_ext_proc``), so a fast-path route (``xds.fastpath``) carries nothing for it.
+
+``route_configuration`` makes a plain configuration (routes tried in order); the daemon's configurations
+find fast-path routes with a matcher tree instead (``xds.fastpath.FastPathEncoder``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from envoy_data_plane.envoy.extensions.retry.host.previous_hosts.v3 import Previ
 from tfscachectl.errors import Code
 from xds import names
 from xds.extensions import pack, seconds
-from xds.filters import ext_proc_disabled
+from xds.filters import ext_proc_enabled
 from xds.view import Address, Timeouts
 
 #: Failures after which a request is sent again, to another host: it never reached a node's application.
@@ -58,14 +61,15 @@ def forward_route(
     retries: int,
     *,
     pinned: Sequence[Address] = (),
-    through_ext_proc: bool = True,
+    through_ext_proc: bool = False,
 ) -> Route:
     """Forward to ``cluster``, with the route timeout, the retry policy and the model hash.
 
     ``pinned`` names the node(s) to use, in order (the ``override_host`` header, set by the route itself);
-    without it the node comes from ext_proc's answer, or from the ring hash on the model header.
+    without it the node comes from ext_proc's answer (``through_ext_proc``), or from the ring hash on the
+    model header.
     """
-    headers_to_add = [_set_header(names.NODE_HEADER, ",".join(map(str, pinned)))] if pinned else []
+    headers_to_add = [set_header(names.NODE_HEADER, ",".join(map(str, pinned)))] if pinned else []
     return Route(
         name=name,
         match=match,
@@ -78,7 +82,7 @@ def forward_route(
             ],
         ),
         request_headers_to_add=headers_to_add,
-        typed_per_filter_config={} if through_ext_proc else ext_proc_disabled(),
+        typed_per_filter_config=ext_proc_enabled() if through_ext_proc else {},
     )
 
 
@@ -98,7 +102,7 @@ def retry_policy(retries: int) -> RetryPolicy:
 
 def default_route(cluster: str, timeouts: Timeouts, retries: int) -> Route:
     """Everything no other route took: through ext_proc (the slow path) to the node cluster."""
-    return forward_route("default", RouteMatch(prefix="/"), cluster, timeouts, retries)
+    return forward_route("default", RouteMatch(prefix="/"), cluster, timeouts, retries, through_ext_proc=True)
 
 
 def reload_config_denied() -> Route:
@@ -108,15 +112,14 @@ def reload_config_denied() -> Route:
         match=RouteMatch(path=names.RELOAD_CONFIG_PATH),
         direct_response=DirectResponseAction(status=200),
         response_headers_to_add=[
-            _set_header("content-type", "application/grpc"),
-            _set_header("grpc-status", str(int(Code.PERMISSION_DENIED))),
-            _set_header("grpc-message", RELOAD_DENIED_MESSAGE),
+            set_header("content-type", "application/grpc"),
+            set_header("grpc-status", str(int(Code.PERMISSION_DENIED))),
+            set_header("grpc-message", RELOAD_DENIED_MESSAGE),
         ],
-        typed_per_filter_config=ext_proc_disabled(),
     )
 
 
-def _set_header(key: str, value: str) -> HeaderValueOption:
+def set_header(key: str, value: str) -> HeaderValueOption:
     return HeaderValueOption(
         header=HeaderValue(key=key, value=value),
         append_action=HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,

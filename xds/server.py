@@ -35,6 +35,8 @@ from xds.stream import Request, RequestKind, StreamState, TypeStatus
 log = logging.getLogger(__name__)
 
 CONTROL_PLANE_ID = "tfscache"
+#: The node metadata key under which tfscache's bootstrap gives Envoy's admin address.
+ADMIN_METADATA_KEY = "tfscache_admin"
 _NO_DETAIL = "(Envoy gave no detail)"
 
 
@@ -45,6 +47,8 @@ class StreamStatus:
     stream_id: int
     node_id: str
     types: tuple[TypeStatus, ...]
+    admin_address: str = ""
+    """Where this Envoy says its admin interface is (node metadata :data:`ADMIN_METADATA_KEY`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,7 @@ class AdsServer(AggregatedDiscoveryServiceBase):
         self.cache = cache
         self.counters = counters if counters is not None else XdsCounters()
         self._streams: dict[int, StreamState] = {}
+        self._admins: dict[int, str] = {}
         self._stream_ids = itertools.count(1)
         self._progress = asyncio.Event()
 
@@ -110,6 +115,7 @@ class AdsServer(AggregatedDiscoveryServiceBase):
                 task.cancel()
             await asyncio.gather(reader, watcher, return_exceptions=True)
             del self._streams[state.stream_id]
+            self._admins.pop(state.stream_id, None)
             self.counters.streams_closed += 1
             self._notify_progress()
             log.info("xds.stream.close stream=%d node=%s", state.stream_id, state.node_id or "-")
@@ -117,9 +123,15 @@ class AdsServer(AggregatedDiscoveryServiceBase):
     def streams(self) -> list[StreamStatus]:
         """The connected Envoys and what each has asked for, been sent and acknowledged."""
         return [
-            StreamStatus(state.stream_id, state.node_id, tuple(state.status()))
+            StreamStatus(
+                state.stream_id, state.node_id, tuple(state.status()), self._admins.get(state.stream_id, "")
+            )
             for state in self._streams.values()
         ]
+
+    def admin_addresses(self) -> list[str]:
+        """The admin addresses the connected Envoys gave (those that gave one)."""
+        return sorted(set(self._admins.values()))
 
     def applied(self, snapshot: Snapshot) -> bool:
         """Whether every connected Envoy has acknowledged every type of ``snapshot`` it subscribes to.
@@ -178,6 +190,9 @@ class AdsServer(AggregatedDiscoveryServiceBase):
     def _on_request(self, state: StreamState, message: DiscoveryRequest) -> None:
         if not state.node_id and message.node is not None:
             state.node_id = message.node.id
+            admin = _admin_address(message)
+            if admin:
+                self._admins[state.stream_id] = admin
         request = request_of(message)
         kind = state.receive(request)
         short = type_urls.short_name(request.type_url)
@@ -237,3 +252,14 @@ class AdsServer(AggregatedDiscoveryServiceBase):
     def _notify_progress(self) -> None:
         progress, self._progress = self._progress, asyncio.Event()
         progress.set()
+
+
+def _admin_address(message: DiscoveryRequest) -> str:
+    """The admin ``host:port`` in the node's metadata, if it is one a peer can use (not 0.0.0.0, port 0)."""
+    metadata = message.node.metadata if message.node is not None else None
+    value = metadata.fields.get(ADMIN_METADATA_KEY) if metadata is not None else None
+    address = value.string_value if value is not None and value.string_value else ""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or int(port) == 0 or host.strip("[]") in ("0.0.0.0", "::"):
+        return ""
+    return address

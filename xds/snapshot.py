@@ -26,13 +26,17 @@ from envoy_data_plane.google.protobuf import Any
 from xds import type_urls
 from xds.clusters import eds_names
 from xds.errors import InconsistentSnapshotError
+from xds.fastpath import EncodedRouteConfiguration
 from xds.listeners import grpc_service_clusters, route_config_names
 from xds.routes import route_clusters
 
+#: A resource as a snapshot holds it: a message, or a route configuration already serialized.
+Resource = betterproto2.Message | EncodedRouteConfiguration
 
-def resource_name(resource: betterproto2.Message) -> str:
+
+def resource_name(resource: Resource) -> str:
     """The name a resource is requested and referred to by."""
-    if isinstance(resource, Listener | RouteConfiguration | Cluster):
+    if isinstance(resource, Listener | RouteConfiguration | Cluster | EncodedRouteConfiguration):
         return resource.name
     if isinstance(resource, ClusterLoadAssignment):
         return resource.cluster_name
@@ -45,13 +49,13 @@ class TypedResources:
 
     type_url: str
     version: str
-    resources: Mapping[str, betterproto2.Message]
+    resources: Mapping[str, Resource]
     packed: Mapping[str, Any]
     digest: str
 
     @classmethod
-    def create(cls, type_url: str, version: str, resources: Iterable[betterproto2.Message]) -> TypedResources:
-        by_name: dict[str, betterproto2.Message] = {}
+    def create(cls, type_url: str, version: str, resources: Iterable[Resource]) -> TypedResources:
+        by_name: dict[str, Resource] = {}
         for resource in resources:
             name = resource_name(resource)
             if not name:
@@ -89,7 +93,7 @@ class Snapshot:
     types: Mapping[str, TypedResources]
 
     @classmethod
-    def create(cls, version: str, resources: Mapping[str, Sequence[betterproto2.Message]]) -> Snapshot:
+    def create(cls, version: str, resources: Mapping[str, Sequence[Resource]]) -> Snapshot:
         """A snapshot of ``resources`` (by type URL); every served type is present, if only empty."""
         if not version:
             raise ValueError("a snapshot needs a version")
@@ -112,7 +116,7 @@ class Snapshot:
     def names(self, type_url: str) -> frozenset[str]:
         return frozenset(self.types[type_url].resources)
 
-    def resources(self, type_url: str) -> Mapping[str, betterproto2.Message]:
+    def resources(self, type_url: str) -> Mapping[str, Resource]:
         return self.types[type_url].resources
 
     def carry_versions(self, previous: Snapshot | None) -> Snapshot:
@@ -140,8 +144,12 @@ class Snapshot:
                 if wanted not in clusters:
                     found.append(f"listener {name} calls cluster {wanted}, which is missing")
         for name, route_config in self.resources(type_urls.ROUTE).items():
-            assert isinstance(route_config, RouteConfiguration)
-            for wanted in route_clusters(route_config):
+            if isinstance(route_config, EncodedRouteConfiguration):
+                used = sorted(route_config.clusters)
+            else:
+                assert isinstance(route_config, RouteConfiguration)
+                used = route_clusters(route_config)
+            for wanted in used:
                 if wanted not in clusters:
                     found.append(f"route configuration {name} sends to cluster {wanted}, which is missing")
         for name, cluster in self.resources(type_urls.CLUSTER).items():

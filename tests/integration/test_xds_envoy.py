@@ -7,28 +7,25 @@ blocking calls), on a free loopback port. What Envoy took is read back from its 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent import futures
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import httpx
 import pytest
 import yaml
-from aiohttp import web
 from envoy_data_plane.envoy.config.route.v3 import Route, RouteMatch
 from envoy_data_plane.envoy.type.matcher.v3 import RegexMatcher
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from grpclib.server import Server
 
 from tests.harness import LOOPBACK, EnvoyProcess, ProcessRegistry, free_port, wait_until
+from tests.harness.ads import ACK_TIMEOUT_S, AdsThread, Ports
 from tfscachectl.envoy_launcher import (
     BootstrapSettings,
     envoy_argv,
@@ -38,19 +35,14 @@ from tfscachectl.envoy_launcher import (
 )
 from tfscachectl.errors import ConfigError
 from xds import names, type_urls
-from xds.cache import SnapshotCache
 from xds.descriptors import read_descriptor_set
 from xds.resources import Resources, build_resources
 from xds.routes import forward_route
-from xds.server import AdsServer
 from xds.snapshot import Snapshot
 from xds.view import Address, ClusterView, NodeView, Timeouts
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-T = TypeVar("T")
-LOOP_CALL_TIMEOUT_S = 10.0
-ACK_TIMEOUT_S = 15.0
 HTTP_TIMEOUT_S = 10.0
 GRPC_TIMEOUT_S = 10.0
 ALL_TYPES = type_urls.PUSH_ORDER
@@ -61,115 +53,6 @@ GRPC_MESSAGE_OPTIONS = [
     ("grpc.max_send_message_length", 2 * LARGE_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", 2 * LARGE_MESSAGE_BYTES),
 ]
-
-
-class AdsThread:
-    """An event loop in a thread running the ADS server, and any tiny HTTP backends a test wants."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="ads-loop", daemon=True)
-        self.cache = SnapshotCache()
-        self.servicer = AdsServer(self.cache)
-        self.port = free_port()
-        self._server: Server | None = None
-        self._runners: list[web.AppRunner] = []
-
-    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = LOOP_CALL_TIMEOUT_S) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def run(self, function: Callable[[], T]) -> T:
-        """``function()`` on the loop's thread (the cache and the servicer belong to it)."""
-
-        async def call() -> T:
-            return function()
-
-        return self.call(call())
-
-    def start(self) -> AdsThread:
-        self.thread.start()
-
-        async def serve() -> None:
-            self._server = Server([self.servicer])
-            await self._server.start(LOOPBACK, self.port)
-
-        self.call(serve())
-        return self
-
-    def stop(self) -> None:
-        async def close() -> None:
-            for runner in self._runners:
-                await runner.cleanup()
-            if self._server is not None:
-                self._server.close()
-                await self._server.wait_closed()
-
-        try:
-            self.call(close())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(LOOP_CALL_TIMEOUT_S)
-            self.loop.close()
-
-    def set_snapshot(self, snapshot: Snapshot) -> Snapshot:
-        return self.run(lambda: self.cache.set_snapshot(snapshot))
-
-    def acked(self) -> dict[str, str | None]:
-        """Type URL -> the version the one connected Envoy acknowledged."""
-        streams = self.run(self.servicer.streams)
-        if len(streams) != 1:
-            return {}
-        return {status.type_url: status.acked_version for status in streams[0].types}
-
-    def wait_acked(self, envoy: EnvoyProcess, versions: dict[str, str]) -> None:
-        wait_until(
-            lambda: all(self.acked().get(t) == v for t, v in versions.items()),
-            ACK_TIMEOUT_S,
-            f"Envoy to acknowledge {versions}",
-            process=envoy.process,
-        )
-
-    def start_backend(self, name: str) -> int:
-        """A tiny HTTP server: a POST gets its body back, anything else its name, path and headers."""
-
-        async def echo(request: web.Request) -> web.Response:
-            if request.method == "POST":
-                return web.Response(body=await request.read(), headers={"x-backend": name})
-            answer = {"backend": name, "path": request.path, "headers": dict(request.headers)}
-            return web.json_response(answer)
-
-        async def start() -> int:
-            app = web.Application(client_max_size=2 * LARGE_MESSAGE_BYTES)
-            app.router.add_route("*", "/{tail:.*}", echo)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            self._runners.append(runner)
-            port = free_port()
-            await web.TCPSite(runner, LOOPBACK, port).start()
-            return port
-
-        return self.call(start())
-
-
-@dataclasses.dataclass(frozen=True)
-class Ports:
-    """Envoy's listeners and the ext_proc address, fixed for one test."""
-
-    rest: int
-    grpc: int
-    ext_proc: int
-
-
-@pytest.fixture
-def ads() -> Iterator[AdsThread]:
-    thread = AdsThread().start()
-    yield thread
-    thread.stop()
-
-
-@pytest.fixture
-def listener_ports() -> Ports:
-    return Ports(rest=free_port(), grpc=free_port(), ext_proc=free_port())
 
 
 def node(node_id: str, rest_port: int | None = None) -> NodeView:
@@ -535,7 +418,11 @@ def test_bootstrap_renders_dns_names_and_refuses_bad_settings() -> None:
     assert xds_cluster["type"] == "LOGICAL_DNS"
     endpoint = xds_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     assert endpoint["address"]["socket_address"] == {"address": "tfscache-daemon", "port_value": 18000}
-    assert document["node"] == {"id": "e-1", "cluster": "tfscache"}
+    assert document["node"] == {
+        "id": "e-1",
+        "cluster": "tfscache",
+        "metadata": {"tfscache_admin": "127.0.0.1:9901"},
+    }
     assert document["admin"]["address"]["socket_address"]["port_value"] == 9901
     with pytest.raises(ConfigError, match="port"):
         BootstrapSettings(LOOPBACK, 0)

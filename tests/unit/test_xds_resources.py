@@ -10,7 +10,7 @@ from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryTy
 from envoy_data_plane.envoy.config.core.v3 import HealthStatus
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 from envoy_data_plane.envoy.config.listener.v3 import Listener
-from envoy_data_plane.envoy.config.route.v3 import Route, RouteConfiguration, RouteMatch
+from envoy_data_plane.envoy.config.route.v3 import FilterConfig, Route, RouteConfiguration, RouteMatch
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
     ExternalProcessor,
     ExtProcPerRoute,
@@ -33,6 +33,7 @@ from xds import names, type_urls
 from xds.clusters import eds_names
 from xds.descriptors import read_descriptor_set
 from xds.extensions import http2_options
+from xds.fastpath import FILTER_SET_FILTER_STATE
 from xds.filters import GRPC_MODEL_FIELDS
 from xds.listeners import RESERVED_HEADERS, grpc_service_clusters, route_config_names
 from xds.resources import Resources, build_resources
@@ -193,6 +194,7 @@ def test_grpc_listener_extracts_fields_before_ext_proc(resources: Resources) -> 
     assert hcm.rds.route_config_name == names.ROUTES_GRPC
     assert [f.name for f in hcm.http_filters] == [
         names.FILTER_GRPC_FIELD_EXTRACTION,
+        FILTER_SET_FILTER_STATE,
         names.FILTER_EXT_PROC,
         names.FILTER_ROUTER,
     ]
@@ -225,7 +227,10 @@ def test_clients_cannot_set_the_cache_headers(resources: Resources) -> None:
 
 def test_ext_proc_sends_headers_only_with_a_load_sized_timeout(resources: Resources) -> None:
     hcm = manager(by_name(resources.listeners, names.LISTENER_GRPC))
-    config = hcm.http_filters[1].typed_config.unpack()
+    ext_proc = hcm.http_filters[2]
+    # off in the chain, on for the routes that need it (the default routes): the fast path skips it
+    assert ext_proc.disabled is True
+    config = ext_proc.typed_config.unpack()
     assert isinstance(config, ExternalProcessor)
     assert config.grpc_service.envoy_grpc.cluster_name == names.CLUSTER_EXT_PROC
     assert config.failure_mode_allow is False
@@ -246,7 +251,10 @@ def test_default_routes_time_retry_and_hash(resources: Resources) -> None:
     ):
         default = routes_of(by_name(resources.routes, config_name))[-1]
         assert default.match.prefix == "/"
-        assert default.typed_per_filter_config == {}  # through ext_proc
+        enabled = default.typed_per_filter_config[names.FILTER_EXT_PROC].unpack()  # through ext_proc
+        assert isinstance(enabled, FilterConfig)
+        assert enabled.disabled is False
+        assert isinstance(enabled.config.unpack(), ExtProcPerRoute)
         action = default.route
         assert action.cluster == cluster
         assert action.timeout == datetime.timedelta(seconds=92)
@@ -265,9 +273,7 @@ def test_reload_config_is_denied_by_envoy_itself(resources: Resources) -> None:
     assert headers["grpc-status"] == str(int(Code.PERMISSION_DENIED))
     assert headers["content-type"] == "application/grpc"
     assert headers["grpc-message"]
-    per_route = reload_route.typed_per_filter_config[names.FILTER_EXT_PROC].unpack()
-    assert isinstance(per_route, ExtProcPerRoute)
-    assert per_route.disabled is True
+    assert reload_route.typed_per_filter_config == {}  # ext_proc stays off
     assert len(routes_of(by_name(resources.routes, names.ROUTES_REST))) == 1
 
 
@@ -288,7 +294,7 @@ def test_extra_routes_go_before_the_default_route() -> None:
     (header,) = routes[0].request_headers_to_add
     assert header.header.key == names.NODE_HEADER
     assert header.header.value == "127.0.0.2:8501,127.0.0.1:8501"
-    assert routes[0].typed_per_filter_config[names.FILTER_EXT_PROC].unpack().disabled is True
+    assert routes[0].typed_per_filter_config == {}  # ext_proc stays off
 
 
 def test_node_clusters_use_eds_and_override_host(resources: Resources) -> None:
@@ -351,6 +357,7 @@ def test_without_ext_proc_there_is_no_filter_and_no_cluster() -> None:
     assert [f.name for f in manager(built.listeners[0]).http_filters] == [names.FILTER_ROUTER]
     assert [f.name for f in manager(built.listeners[1]).http_filters] == [
         names.FILTER_GRPC_FIELD_EXTRACTION,
+        FILTER_SET_FILTER_STATE,
         names.FILTER_ROUTER,
     ]
     assert names.CLUSTER_EXT_PROC not in [cluster.name for cluster in built.clusters]

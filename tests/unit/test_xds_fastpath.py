@@ -1,0 +1,169 @@
+"""Fast-path route configurations: the hand-encoded bytes read back as the messages they stand for."""
+
+from __future__ import annotations
+
+import pytest
+from envoy_data_plane.envoy.config.route.v3 import Route, RouteConfiguration
+from envoy_data_plane.envoy.extensions.matching.common_inputs.network.v3 import FilterStateInput
+from envoy_data_plane.envoy.type.matcher.v3 import HttpRequestHeaderMatchInput
+from envoy_data_plane.xds.type.matcher.v3 import Matcher, MatcherOnMatch
+
+from xds import names, wire
+from xds.descriptors import read_descriptor_set
+from xds.fastpath import MODEL_KEY_STATE, FastKey, FastPathEncoder, FastPathEntry, routable
+from xds.resources import build_fast_path_configurations
+from xds.view import Address, ClusterView, NodeView, Timeouts
+
+A_REST, A_GRPC = Address("127.0.0.1", 8501), Address("127.0.0.1", 8500)
+B_REST, B_GRPC = Address("127.0.0.2", 8501), Address("127.0.0.2", 8500)
+
+
+def view() -> ClusterView:
+    return ClusterView(
+        nodes=(NodeView("a", A_REST, A_GRPC), NodeView("b", B_REST, B_GRPC)),
+        ext_proc=Address("127.0.0.1", 18001),
+        rest_listener=Address("127.0.0.1", 8601),
+        grpc_listener=Address("127.0.0.1", 8600),
+        timeouts=Timeouts(ensure_deadline_s=30.0, request_s=7.0),
+        grpc_descriptors=read_descriptor_set(),
+    )
+
+
+def configurations(entries: list[FastPathEntry]) -> tuple[RouteConfiguration, RouteConfiguration]:
+    rest, grpc = build_fast_path_configurations(view(), entries, FastPathEncoder())
+    return RouteConfiguration.parse(bytes(rest)), RouteConfiguration.parse(bytes(grpc))
+
+
+def route_of(on_match: MatcherOnMatch) -> Route:
+    assert on_match.action is not None
+    assert on_match.action.typed_config is not None
+    route = on_match.action.typed_config.unpack()
+    assert isinstance(route, Route)
+    return route
+
+
+@pytest.mark.parametrize(
+    ("varint", "encoded"),
+    [(0, b"\x00"), (1, b"\x01"), (127, b"\x7f"), (128, b"\x80\x01"), (300, b"\xac\x02")],
+)
+def test_varints_are_base_128(varint: int, encoded: bytes) -> None:
+    assert wire.varint(varint) == encoded
+
+
+def test_keys_say_what_envoy_matches() -> None:
+    assert FastKey("m").rest_prefix == "/v1/models/m:"
+    assert FastKey("m", 3).rest_prefix == "/v1/models/m/versions/3:"
+    assert FastKey("m").grpc_key == '["m"]|[]|[]'
+    assert FastKey("m", 3).grpc_key == '["m"]|["3"]|[]'
+    assert FastKey("m").stat_prefix != FastKey("m", 3).stat_prefix
+    assert FastKey("m").stat_prefix.startswith("fp_")
+    assert routable("tenant-0001.v2_x")
+    for name in ("a b", "a%2F", 'a"b', "ü", "a?b"):
+        assert not routable(name)
+        with pytest.raises(ValueError, match="cannot have a fast-path route"):
+            FastKey(name)
+
+
+def test_with_no_entries_every_request_takes_the_default_route() -> None:
+    rest, grpc = configurations([])
+    (vhost,) = rest.virtual_hosts
+    assert vhost.domains == ["*"]
+    assert vhost.routes == []
+    assert vhost.matcher is not None
+    assert vhost.matcher.matcher_tree is None
+    default = route_of(vhost.matcher.on_no_match)
+    assert default.name == "default"
+    assert names.FILTER_EXT_PROC in default.typed_per_filter_config
+    # gRPC: the reload denial by path first, then (no keys) the default route
+    (grpc_vhost,) = grpc.virtual_hosts
+    assert grpc_vhost.matcher is not None
+    tree = grpc_vhost.matcher.matcher_tree
+    assert tree is not None
+    assert tree.exact_match_map is not None
+    assert list(tree.exact_match_map.map) == [names.RELOAD_CONFIG_PATH]
+    assert route_of(tree.exact_match_map.map[names.RELOAD_CONFIG_PATH]).name == "reload-config-denied"
+    assert grpc_vhost.matcher.on_no_match.matcher is not None
+    assert route_of(grpc_vhost.matcher.on_no_match.matcher.on_no_match).name == "default"
+
+
+def test_resident_versions_get_routes_to_their_holders_with_ext_proc_left_alone() -> None:
+    entries = [
+        FastPathEntry(FastKey("m"), (A_REST,), (A_GRPC,)),
+        FastPathEntry(FastKey("m", 2), (A_REST, B_REST), (A_GRPC, B_GRPC)),
+    ]
+    rest, grpc = configurations(entries)
+    (vhost,) = rest.virtual_hosts
+    assert vhost.retry_policy is not None
+    assert vhost.matcher is not None
+    tree = vhost.matcher.matcher_tree
+    assert tree is not None
+    assert tree.input is not None
+    assert tree.input.typed_config is not None
+    assert tree.input.typed_config.unpack() == HttpRequestHeaderMatchInput(header_name=":path")
+    assert tree.prefix_match_map is not None
+    by_prefix = tree.prefix_match_map.map
+    assert set(by_prefix) == {"/v1/models/m:", "/v1/models/m/versions/2:"}
+
+    single = route_of(by_prefix["/v1/models/m:"])
+    assert single.stat_prefix == FastKey("m").stat_prefix
+    assert single.typed_per_filter_config == {}
+    assert single.route is not None
+    assert single.route.cluster == names.CLUSTER_NODES_REST
+    assert single.route.timeout is not None
+    assert single.route.timeout.total_seconds() == 7.0
+    assert [(h.header.key, h.header.value) for h in single.request_headers_to_add if h.header] == [
+        (names.NODE_HEADER, str(A_REST))
+    ]
+
+    spread = route_of(by_prefix["/v1/models/m/versions/2:"])
+    assert spread.route is not None
+    assert spread.route.weighted_clusters is not None
+    choices = [
+        (c.name, c.weight, [h.header.value for h in c.request_headers_to_add if h.header])
+        for c in spread.route.weighted_clusters.clusters
+    ]
+    assert choices == [
+        (names.CLUSTER_NODES_REST, 1, [f"{A_REST},{B_REST}"]),
+        (names.CLUSTER_NODES_REST, 1, [f"{B_REST},{A_REST}"]),
+    ]
+
+    (grpc_vhost,) = grpc.virtual_hosts
+    assert grpc_vhost.matcher is not None
+    inner = grpc_vhost.matcher.on_no_match.matcher
+    assert isinstance(inner, Matcher)
+    assert inner.matcher_tree is not None
+    assert inner.matcher_tree.input is not None
+    assert inner.matcher_tree.input.typed_config is not None
+    assert inner.matcher_tree.input.typed_config.unpack() == FilterStateInput(key=MODEL_KEY_STATE)
+    assert inner.matcher_tree.exact_match_map is not None
+    by_key = inner.matcher_tree.exact_match_map.map
+    assert set(by_key) == {'["m"]|[]|[]', '["m"]|["2"]|[]'}
+    grpc_route = route_of(by_key['["m"]|[]|[]'])
+    assert grpc_route.route is not None
+    assert grpc_route.route.cluster == names.CLUSTER_NODES_GRPC
+
+
+def test_encoded_entries_are_reused_and_replaced_when_holders_change() -> None:
+    encoder = FastPathEncoder()
+    first = [FastPathEntry(FastKey("m"), (A_REST,), (A_GRPC,))]
+    moved = [FastPathEntry(FastKey("m"), (B_REST,), (B_GRPC,))]
+    one = build_fast_path_configurations(view(), first, encoder)
+    again = build_fast_path_configurations(view(), first, encoder)
+    assert [bytes(c) for c in one] == [bytes(c) for c in again]
+    rest, _ = build_fast_path_configurations(view(), moved, encoder)
+    parsed = RouteConfiguration.parse(bytes(rest))
+    vhost = parsed.virtual_hosts[0]
+    assert vhost.matcher is not None
+    assert vhost.matcher.matcher_tree is not None
+    assert vhost.matcher.matcher_tree.prefix_match_map is not None
+    route = route_of(vhost.matcher.matcher_tree.prefix_match_map.map["/v1/models/m:"])
+    assert [h.header.value for h in route.request_headers_to_add if h.header] == [str(B_REST)]
+    assert rest.clusters == frozenset({names.CLUSTER_NODES_REST})
+
+
+def test_a_thousand_models_make_configurations_of_a_few_hundred_kilobytes() -> None:
+    entries = [FastPathEntry(FastKey(f"tenant-{i:04d}", 1), (A_REST,), (A_GRPC,)) for i in range(1000)]
+    rest, grpc = build_fast_path_configurations(view(), entries, FastPathEncoder())
+    assert len(bytes(rest)) < 300_000
+    assert len(bytes(grpc)) < 300_000
+    assert len(RouteConfiguration.parse(bytes(rest)).virtual_hosts) == 1

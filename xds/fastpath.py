@@ -1,0 +1,355 @@
+"""Fast-path routes: each resident model has its own route to the node(s) holding it, ext_proc off.
+
+A route configuration's virtual host finds a request's fast-path route with one lookup in an Envoy matcher
+tree, whatever the number of resident models (a list of prefix routes would be tried one by one):
+
+- REST: a prefix map on ``:path``. ``/v1/models/NAME:`` matches ``:predict``, ``:classify`` and ``:regress``
+  of the version the cache calls latest; ``/v1/models/NAME/versions/V:`` those of version V. A name holds no
+  ``:`` or ``/``, so a key matches that one model only. Status and metadata requests, and labels, take the
+  slow path (they are rare and the slow path answers them exactly).
+- gRPC: the model is in the body. The ``grpc_field_extraction`` filter extracts ``model_spec``; then a
+  ``set_filter_state`` filter writes a key made from the extracted fields into the filter state object
+  :data:`MODEL_KEY_STATE` and clears the route cache, so the route is chosen again, by an exact map on that
+  key. The key is the fields as Envoy formats them (JSON lists): ``["NAME"]|[]|[]`` for the latest version,
+  ``["NAME"]|["V"]|[]`` for version V; a request naming a label never matches.
+
+Anything not in the map takes the default route, through ext_proc (the slow path). Only names made of
+letters, digits, ``.``, ``_`` and ``-`` get fast-path routes: any other name would need escaping in a URL or
+in JSON, and is served correctly by the slow path.
+
+The ext_proc filter is off in the chain and on only for the default route. A REST request's route is known
+before the filter chain is made, so ext_proc is not even created for a fast-path request; a gRPC request's
+chain is made for the default route (its key is not known yet), so its fast-path routes turn ext_proc off
+explicitly, which ext_proc reads when its turn comes, after the route was chosen again.
+
+A fast-path route sends to the node cluster with the ``x-tfscache-node`` header naming its holders; with
+several holders it is a weighted cluster whose entries rotate the list, so requests spread over the replicas
+and a retry goes to the next one. Each route has a stat prefix (:func:`stat_prefix`): Envoy counts its
+requests as ``vhost.<listener>.route.<prefix>.upstream_rq_completed``, which is how the daemon learns of hits
+it never sees (recency).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from envoy_data_plane.envoy.config.core.v3 import DataSource, SubstitutionFormatString
+from envoy_data_plane.envoy.config.route.v3 import (
+    Route,
+    RouteAction,
+    RouteMatch,
+    WeightedCluster,
+    WeightedClusterClusterWeight,
+)
+from envoy_data_plane.envoy.extensions.filters.common.set_filter_state.v3 import FilterStateValue
+from envoy_data_plane.envoy.extensions.filters.http.set_filter_state.v3 import Config as SetFilterStateConfig
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import HttpFilter
+from envoy_data_plane.envoy.extensions.matching.common_inputs.network.v3 import FilterStateInput
+from envoy_data_plane.envoy.type.matcher.v3 import HttpRequestHeaderMatchInput
+from envoy_data_plane.xds.core.v3 import TypedExtensionConfig as XdsTypedExtensionConfig
+from envoy_data_plane.xds.type.matcher.v3 import MatcherOnMatch
+
+from xds import names, wire
+from xds.extensions import pack, seconds
+from xds.filters import ext_proc_disabled
+from xds.routes import retry_policy, set_header
+from xds.view import Address
+
+#: The filter state object holding a gRPC request's model key.
+MODEL_KEY_STATE: Final = "tfscache.model_key"
+FILTER_SET_FILTER_STATE: Final = "envoy.filters.http.set_filter_state"
+_FIELDS = names.GRPC_FIELDS_NAMESPACE
+#: The gRPC key, from the fields extracted from the request (each a JSON list, ``[]`` when absent).
+GRPC_KEY_FORMAT: Final = (
+    f"%DYNAMIC_METADATA({_FIELDS}:model_spec.name)%"
+    f"|%DYNAMIC_METADATA({_FIELDS}:model_spec.version.value)%"
+    f"|%DYNAMIC_METADATA({_FIELDS}:model_spec.version_label)%"
+)
+_ROUTABLE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_STAT_HASH_CHARS = 16
+
+# Field numbers of the messages encoded by hand (envoy.config.route.v3, xds.type.matcher.v3).
+_ROUTE_CONFIGURATION_NAME = 1
+_ROUTE_CONFIGURATION_VIRTUAL_HOSTS = 2
+_VIRTUAL_HOST_NAME = 1
+_VIRTUAL_HOST_DOMAINS = 2
+_VIRTUAL_HOST_RETRY_POLICY = 16
+_VIRTUAL_HOST_MATCHER = 21
+_MATCHER_TREE = 2
+_MATCHER_ON_NO_MATCH = 3
+_TREE_INPUT = 1
+_TREE_EXACT_MAP = 2
+_TREE_PREFIX_MAP = 3
+_MATCH_MAP_ENTRIES = 1
+_ON_MATCH_MATCHER = 1
+
+
+def routable(name: str) -> bool:
+    """Whether ``name`` can have fast-path routes (others always take the slow path)."""
+    return _ROUTABLE_NAME.fullmatch(name) is not None
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FastKey:
+    """What a fast-path route serves: a model's version, or (``version`` None) its latest version."""
+
+    name: str
+    version: int | None = None
+
+    def __post_init__(self) -> None:
+        if not routable(self.name):
+            raise ValueError(f"model name {self.name!r} cannot have a fast-path route")
+
+    @property
+    def rest_prefix(self) -> str:
+        if self.version is None:
+            return f"/v1/models/{self.name}:"
+        return f"/v1/models/{self.name}/versions/{self.version}:"
+
+    @property
+    def grpc_key(self) -> str:
+        """The key ``GRPC_KEY_FORMAT`` gives for a request naming this model (and version)."""
+        version = "[]" if self.version is None else f'["{self.version}"]'
+        return f'["{self.name}"]|{version}|[]'
+
+    @property
+    def stat_prefix(self) -> str:
+        """The route's stat prefix: Envoy-safe whatever the name, and the same in every daemon."""
+        digest = hashlib.sha256(self.name.encode()).hexdigest()[:_STAT_HASH_CHARS]
+        return f"fp_{digest}_{'latest' if self.version is None else self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class FastPathEntry:
+    """One fast-path route: the key and the nodes holding it, as REST and gRPC addresses (same order)."""
+
+    key: FastKey
+    rest: tuple[Address, ...]
+    grpc: tuple[Address, ...]
+
+    def __post_init__(self) -> None:
+        if not self.rest or len(self.rest) != len(self.grpc):
+            raise ValueError(f"fast-path entry {self.key} needs as many REST as gRPC holders, at least one")
+
+
+def model_key_filter() -> HttpFilter:
+    """The gRPC listener's filter writing :data:`MODEL_KEY_STATE` and clearing the route cache."""
+    config = SetFilterStateConfig(
+        on_request_headers=[
+            FilterStateValue(
+                object_key=MODEL_KEY_STATE,
+                factory_key="envoy.string",
+                format_string=SubstitutionFormatString(
+                    text_format_source=DataSource(inline_string=GRPC_KEY_FORMAT)
+                ),
+            )
+        ],
+        clear_route_cache=True,
+    )
+    return HttpFilter(name=FILTER_SET_FILTER_STATE, typed_config=pack(config))
+
+
+def fast_route(
+    key: FastKey,
+    cluster: str,
+    holders: Sequence[Address],
+    request_timeout_s: float,
+    *,
+    chosen_late: bool = False,
+) -> Route:
+    """Straight to ``holders`` (spread over them), ext_proc not involved, counted under the key's prefix.
+
+    ``chosen_late``: the route is chosen after the filter chain was made for the default route (gRPC, once
+    the model key is known), so ext_proc, enabled by that route, is there and must be told to stand aside.
+    """
+    action = RouteAction(timeout=seconds(request_timeout_s))
+    headers = []
+    if len(holders) == 1:
+        action.cluster = cluster
+        headers = [set_header(names.NODE_HEADER, str(holders[0]))]
+    else:
+        action.weighted_clusters = WeightedCluster(
+            clusters=[
+                WeightedClusterClusterWeight(
+                    name=cluster,
+                    weight=1,
+                    request_headers_to_add=[set_header(names.NODE_HEADER, _rotated(holders, first))],
+                )
+                for first in range(len(holders))
+            ]
+        )
+    return Route(
+        match=RouteMatch(prefix="/"),
+        route=action,
+        request_headers_to_add=headers,
+        stat_prefix=key.stat_prefix,
+        typed_per_filter_config=ext_proc_disabled() if chosen_late else {},
+    )
+
+
+def _rotated(holders: Sequence[Address], first: int) -> str:
+    return ",".join(str(a) for a in [*holders[first:], *holders[:first]])
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRouteConfiguration:
+    """A route configuration serialized by hand (its name, its bytes, the clusters its routes use)."""
+
+    name: str
+    payload: bytes
+    clusters: frozenset[str]
+
+    def __bytes__(self) -> bytes:
+        return self.payload
+
+
+class FastPathEncoder:
+    """Encodes route configurations with fast-path routes, keeping each route's encoded map entry.
+
+    Entries are cached by (listener, key, holders, timeout); an entry whose model left is dropped at the
+    next encoding. Not thread-safe: use it from the daemon's event loop.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, FastKey, tuple[Address, ...], float], bytes] = {}
+
+    def rest(
+        self,
+        name: str,
+        default: Route,
+        entries: Iterable[FastPathEntry],
+        request_timeout_s: float,
+        retries: int,
+    ) -> EncodedRouteConfiguration:
+        """The REST configuration: a prefix map on ``:path``, else ``default``."""
+        encoded = [
+            self._entry(name, e.key.rest_prefix, e.key, names.CLUSTER_NODES_REST, e.rest, request_timeout_s)
+            for e in entries
+        ]
+        matcher = _tree(_header_input(":path"), _TREE_PREFIX_MAP, encoded, _action("default", default))
+        return _configuration(name, matcher, {names.CLUSTER_NODES_REST, *_clusters(default)}, retries)
+
+    def grpc(
+        self,
+        name: str,
+        default: Route,
+        path_routes: dict[str, Route],
+        entries: Iterable[FastPathEntry],
+        request_timeout_s: float,
+        retries: int,
+    ) -> EncodedRouteConfiguration:
+        """The gRPC configuration: ``path_routes`` by exact ``:path`` first, then the key map, then
+        ``default``."""
+        encoded = [
+            self._entry(
+                name,
+                e.key.grpc_key,
+                e.key,
+                names.CLUSTER_NODES_GRPC,
+                e.grpc,
+                request_timeout_s,
+                chosen_late=True,
+            )
+            for e in entries
+        ]
+        by_key = _tree(_state_input(MODEL_KEY_STATE), _TREE_EXACT_MAP, encoded, _action("default", default))
+        by_path = [
+            wire.map_entry(_MATCH_MAP_ENTRIES, path, _action(route.name, route))
+            for path, route in sorted(path_routes.items())
+        ]
+        matcher = _tree(
+            _header_input(":path"), _TREE_EXACT_MAP, by_path, wire.message_field(_ON_MATCH_MATCHER, by_key)
+        )
+        clusters = {names.CLUSTER_NODES_GRPC, *_clusters(default)}
+        for route in path_routes.values():
+            clusters.update(_clusters(route))
+        return _configuration(name, matcher, clusters, retries)
+
+    def forget_unused(self, entries: Iterable[FastPathEntry]) -> None:
+        """Drop cached entries of keys no longer in ``entries`` (call after encoding both listeners)."""
+        live = {e.key for e in entries}
+        for cached in [k for k in self._entries if k[1] not in live]:
+            del self._entries[cached]
+
+    def _entry(
+        self,
+        listener: str,
+        match: str,
+        key: FastKey,
+        cluster: str,
+        holders: tuple[Address, ...],
+        request_timeout_s: float,
+        *,
+        chosen_late: bool = False,
+    ) -> bytes:
+        cache_key = (listener, key, holders, request_timeout_s)
+        encoded = self._entries.get(cache_key)
+        if encoded is None:
+            route = fast_route(key, cluster, holders, request_timeout_s, chosen_late=chosen_late)
+            encoded = wire.map_entry(_MATCH_MAP_ENTRIES, match, bytes(_on_match(key.stat_prefix, route)))
+            # one holder set per key and listener: a changed set replaces the old entry
+            for stale in [k for k in self._entries if k[0] == listener and k[1] == key]:
+                del self._entries[stale]
+            self._entries[cache_key] = encoded
+        return encoded
+
+
+def _on_match(name: str, route: Route) -> MatcherOnMatch:
+    return MatcherOnMatch(action=XdsTypedExtensionConfig(name=name or "route", typed_config=pack(route)))
+
+
+def _action(name: str, route: Route) -> bytes:
+    return bytes(_on_match(name, route))
+
+
+def _header_input(header: str) -> bytes:
+    return bytes(
+        XdsTypedExtensionConfig(
+            name="header", typed_config=pack(HttpRequestHeaderMatchInput(header_name=header))
+        )
+    )
+
+
+def _state_input(key: str) -> bytes:
+    return bytes(XdsTypedExtensionConfig(name="filter_state", typed_config=pack(FilterStateInput(key=key))))
+
+
+def _tree(tree_input: bytes, map_field: int, entries: Sequence[bytes], on_no_match: bytes) -> bytes:
+    """A ``Matcher``: ``entries`` in a map on ``tree_input``; ``on_no_match`` (an encoded ``OnMatch``).
+
+    With no entries the matcher is ``on_no_match`` alone (Envoy refuses an empty map).
+    """
+    fallback = wire.message_field(_MATCHER_ON_NO_MATCH, on_no_match)
+    if not entries:
+        return fallback
+    match_map = b"".join(entries)
+    tree = wire.message_field(_TREE_INPUT, tree_input) + wire.message_field(map_field, match_map)
+    return wire.message_field(_MATCHER_TREE, tree) + fallback
+
+
+def _configuration(name: str, matcher: bytes, clusters: set[str], retries: int) -> EncodedRouteConfiguration:
+    """One virtual host for every domain, finding routes with ``matcher``; fast-path routes take the virtual
+    host's retry policy (retry on another holder when a connection fails)."""
+    virtual_host = (
+        wire.string_field(_VIRTUAL_HOST_NAME, name)
+        + wire.string_field(_VIRTUAL_HOST_DOMAINS, "*")
+        + wire.message_field(_VIRTUAL_HOST_RETRY_POLICY, bytes(retry_policy(retries)))
+        + wire.message_field(_VIRTUAL_HOST_MATCHER, matcher)
+    )
+    payload = wire.string_field(_ROUTE_CONFIGURATION_NAME, name)
+    payload += wire.message_field(_ROUTE_CONFIGURATION_VIRTUAL_HOSTS, virtual_host)
+    return EncodedRouteConfiguration(name, payload, frozenset(clusters))
+
+
+def _clusters(route: Route) -> set[str]:
+    action = route.route
+    if action is None:
+        return set()
+    found = {action.cluster} if action.cluster else set()
+    if action.weighted_clusters is not None:
+        found.update(c.name for c in action.weighted_clusters.clusters)
+    return found
