@@ -48,6 +48,19 @@ class BootstrapSettings:
     node_cluster: str = "tfscache"
     xds_connect_timeout_s: float = DEFAULT_XDS_CONNECT_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    admin_advertise: str | None = None
+    """How the daemon reaches the admin interface, to read fast-path hit counts (docs/routing.md):
+    by default ``admin_host:admin_port``; needed when the admin listens on 0.0.0.0 or behind a name."""
+
+    @property
+    def advertised_admin(self) -> str:
+        """The admin address told to the daemon (empty when it cannot be known: port 0)."""
+        if self.admin_advertise:
+            return self.admin_advertise
+        if self.admin_port == 0:
+            return ""
+        host = f"[{self.admin_host}]" if ":" in self.admin_host else self.admin_host
+        return f"{host}:{self.admin_port}"
 
     def __post_init__(self) -> None:
         if not self.xds_host:
@@ -73,6 +86,7 @@ def render_bootstrap(settings: BootstrapSettings, template: Path = BOOTSTRAP_TEM
         "node_cluster": json.dumps(settings.node_cluster),
         "admin_host": json.dumps(settings.admin_host),
         "admin_port": str(settings.admin_port),
+        "admin_advertise": json.dumps(settings.advertised_admin),
         "xds_host": json.dumps(settings.xds_host),
         "xds_port": str(settings.xds_port),
         "xds_cluster_type": "STATIC" if _is_ip(settings.xds_host) else "LOGICAL_DNS",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,10 +87,18 @@ def start_stack(
     daemon_settings: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     backend_flags: Sequence[str] = ("--max_num_load_retries=0",),
+    serving_addresses: Mapping[str, tuple[str, str]] | None = None,
 ) -> Stack:
-    """Start ``nodes`` backends and agents on ``store``, the daemon and Envoy; wait until all are ready."""
+    """Start ``nodes`` backends and agents on ``store``, the daemon and Envoy; wait until all are ready.
+
+    ``serving_addresses`` maps a node id to the (REST, gRPC) ``host:port`` the daemon forwards that node's
+    requests to instead of its backend (a stand-in upstream); the agents still manage the real backends.
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     ids = [f"node-{index + 1}" for index in range(nodes)]
+    unknown = set(serving_addresses or {}) - set(ids)
+    if unknown:
+        raise ValueError(f"serving_addresses names nodes the stack does not have: {sorted(unknown)}")
     backends = {
         node_id: ServingBackend.with_models(
             registry, work_dir / node_id, [], name=f"serving-{node_id}", extra_flags=list(backend_flags)
@@ -132,6 +140,8 @@ def start_stack(
             f"agent of {node.id}",
             process=node.agent,
         )
+    forward_to = {n.id: (f"{LOOPBACK}:{n.backend.rest_port}", n.backend.grpc_target) for n in stack_nodes}
+    forward_to.update(serving_addresses or {})
     rest_port, grpc_port, xds_port, ext_proc_port, metrics_port = (free_port() for _ in range(5))
     daemon_config = {
         "xds_listen": f"{LOOPBACK}:{xds_port}",
@@ -142,8 +152,8 @@ def start_stack(
         "nodes": [
             {
                 "id": n.id,
-                "rest": f"{LOOPBACK}:{n.backend.rest_port}",
-                "grpc": n.backend.grpc_target,
+                "rest": forward_to[n.id][0],
+                "grpc": forward_to[n.id][1],
                 "agent": f"{LOOPBACK}:{n.agent_port}",
             }
             for n in stack_nodes
@@ -160,7 +170,9 @@ def start_stack(
     )
     daemon.start()
     wait_until(lambda: port_accepts(xds_port), DAEMON_READY_TIMEOUT_S, "daemon xDS server", process=daemon)
-    bootstrap = render_bootstrap(BootstrapSettings(xds_host=LOOPBACK, xds_port=xds_port, admin_port=0))
+    bootstrap = render_bootstrap(
+        BootstrapSettings(xds_host=LOOPBACK, xds_port=xds_port, admin_port=free_port())
+    )
     envoy = EnvoyProcess(registry, bootstrap, work_dir / "envoy", name="envoy").start()
     wait_until(
         lambda: port_accepts(rest_port) and port_accepts(grpc_port),

@@ -1,4 +1,4 @@
-"""The control daemon's Prometheus metrics: requests, ensure latency, xDS pushes, ACKs and NACKs.
+"""The control daemon's Prometheus metrics: requests, ensure latency, xDS, the fast path and its recency.
 
 Counts are read at scrape time from the objects that keep them (the ext_proc server's, the router's and the
 ADS server's counters); only the ensure latency histogram is observed as requests are routed. Envoy's own
@@ -15,18 +15,28 @@ from prometheus_client.registry import Collector
 
 from tfscachectl.daemon.cluster import Cluster
 from tfscachectl.daemon.extproc import ExtProcCounters
+from tfscachectl.daemon.fastpath import FastPathCounters
+from tfscachectl.daemon.recency import RecencyCounters
 from tfscachectl.daemon.router import RouterCounters
 from xds import XdsCounters
 
 PREFIX = "tfscache_daemon_"
 ENSURE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+ROUTE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
 class _State(Collector):
     def __init__(
-        self, extproc: ExtProcCounters, router: RouterCounters, xds: XdsCounters, cluster: Cluster
+        self,
+        extproc: ExtProcCounters,
+        router: RouterCounters,
+        xds: XdsCounters,
+        cluster: Cluster,
+        fast_path: FastPathCounters,
+        recency: RecencyCounters,
     ) -> None:
         self._extproc, self._router, self._xds, self._cluster = extproc, router, xds, cluster
+        self._fast_path, self._recency = fast_path, recency
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -71,14 +81,52 @@ class _State(Collector):
         for node_id in sorted(self._cluster.nodes):
             connected.add_metric([node_id], 1 if self._cluster.connected(node_id) else 0)
         yield connected
+        yield GaugeMetricFamily(
+            PREFIX + "fast_path_routes",
+            "Fast-path routes in the last configuration.",
+            value=self._fast_path.routes,
+        )
+        for name, value, text in (
+            (
+                "fast_path_requests",
+                self._recency.fast_path_requests,
+                "Hits Envoy served on fast routes.",
+            ),
+            ("fast_path_withdrawals", self._fast_path.withdrawals, "Unloads confirmed after Envoy's ACK."),
+            (
+                "fast_path_withdrawal_failures",
+                self._fast_path.withdrawal_failures,
+                "Unloads not confirmed: Envoy did not acknowledge the withdrawn routes.",
+            ),
+            ("recency_readings", self._recency.readings, "Readings of Envoy's fast-path counters."),
+            (
+                "recency_reading_failures",
+                self._recency.reading_failures,
+                "Failed counter readings.",
+            ),
+            ("recency_touch_failures", self._recency.touch_failures, "Hit reports an agent did not take."),
+        ):
+            yield CounterMetricFamily(PREFIX + name, text, value=value)
 
 
 class DaemonMetrics:
     def __init__(
-        self, extproc: ExtProcCounters, router: RouterCounters, xds: XdsCounters, cluster: Cluster
+        self,
+        extproc: ExtProcCounters,
+        router: RouterCounters,
+        xds: XdsCounters,
+        cluster: Cluster,
+        fast_path: FastPathCounters,
+        recency: RecencyCounters,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(_State(extproc, router, xds, cluster))
+        self.registry.register(_State(extproc, router, xds, cluster, fast_path, recency))
+        self.route_seconds = Histogram(
+            PREFIX + "fast_path_route_seconds",
+            "Time from a model version becoming resident to Envoy acknowledging its fast-path route.",
+            buckets=ROUTE_BUCKETS,
+            registry=self.registry,
+        )
         self.ensure_seconds = Histogram(
             PREFIX + "ensure_seconds",
             "Time from a request's arrival at the daemon to its node being ready, by outcome.",

@@ -125,6 +125,8 @@ class PlacementRouter:
                 self.counters.failures += 1
                 raise _client_error(exc, request, self.settings.timeouts.ensure) from exc
             self.cluster.note_loaded(node_id, result.key.name, result.key.version)
+            if request.version is None and label is None:
+                self.cluster.note_latest(result.key.name, result.key.version)
             loaded = result.outcome != "hit"
             self.counters.routed += 1
             self.counters.loads += loaded

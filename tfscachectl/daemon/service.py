@@ -3,29 +3,50 @@
 ``Daemon.start()`` builds Envoy's configuration from the settings (a ``ClusterView``), serves it over ADS,
 serves ext_proc, and follows every node's agent; ``Daemon.stop()`` undoes it in reverse order. Every task
 has an owner and a way to stop.
+
+The fast path (docs/routing.md): whenever what the nodes hold changes, a new snapshot gives every resident
+version its route (published on the next turn of the event loop, so a burst of changes makes one snapshot).
+When an agent says it is about to unload a version, the daemon publishes the snapshot without its routes,
+waits for Envoy's ACK and only then confirms to the agent. A ``RecencyFeed`` reports the hits Envoy served
+on fast-path routes to the agents.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from grpclib.server import Server
 
+from tfscachectl.agent.api.values import ModelHits
+from tfscachectl.core.placement import NodeId
 from tfscachectl.daemon.cluster import Cluster
 from tfscachectl.daemon.extproc import ExtProcCounters, ExtProcOptions, ExtProcService
+from tfscachectl.daemon.fastpath import (
+    FastPathCounters,
+    NodeAddresses,
+    fast_path_entries,
+    holders_by_stat_prefix,
+)
 from tfscachectl.daemon.metrics import DaemonMetrics
+from tfscachectl.daemon.recency import Holders, RecencyCounters, RecencyFeed
 from tfscachectl.daemon.router import PlacementRouter, RouterCounters
 from tfscachectl.daemon.settings import DaemonSettings
-from tfscachectl.errors import ConfigError
+from tfscachectl.errors import ConfigError, ServingError
 from tfscachectl.metrics_page import MetricsPage
 from xds import (
     Address,
     ClusterView,
+    ConfigNotAppliedError,
+    ConfigRejectedError,
     Limits,
     NodeView,
+    Resources,
     Snapshot,
     SnapshotCache,
     Timeouts,
@@ -33,6 +54,8 @@ from xds import (
     build_resources,
     read_descriptor_set,
 )
+from xds.fastpath import FastKey, FastPathEncoder, FastPathEntry
+from xds.resources import build_fast_path_configurations
 from xds.server import AdsServer
 
 log = logging.getLogger(__name__)
@@ -69,16 +92,39 @@ class Daemon:
         self.cache = SnapshotCache()
         self.ads = AdsServer(self.cache, self.xds_counters)
         extproc_counters, router_counters = ExtProcCounters(), RouterCounters()
-        self.metrics = DaemonMetrics(extproc_counters, router_counters, self.xds_counters, self.cluster)
+        self.fast_path_counters, recency_counters = FastPathCounters(), RecencyCounters()
+        self.metrics = DaemonMetrics(
+            extproc_counters,
+            router_counters,
+            self.xds_counters,
+            self.cluster,
+            self.fast_path_counters,
+            recency_counters,
+        )
         self.router = PlacementRouter(
             self.cluster, settings, observe=self.metrics.observe_ensure, counters=router_counters
         )
         self.extproc = ExtProcService(
             self.router, ExtProcOptions(route_timeout_s=settings.timeouts.ensure), extproc_counters
         )
+        self.recency = RecencyFeed(
+            self._envoy_admins,
+            self._stat_holders,
+            self._touch,
+            settings.fast_path.recency_interval,
+            recency_counters,
+        )
         self._servers: list[Server] = []
         self._page: MetricsPage | None = None
         self._version = 0
+        self._view: ClusterView | None = None
+        self._base: Resources | None = None
+        self._encoder = FastPathEncoder()
+        self._routed: set[FastKey] = set()
+        self._publish_pending = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.cluster.on_change(self._publish_soon)
+        self.cluster.on_unloading(self._withdraw_soon)
 
     async def start(self) -> Bound:
         ext_proc = await self._serve(Server([self.extproc]), self.settings.ext_proc_listen, "ext_proc")
@@ -90,6 +136,9 @@ class Daemon:
             self._page = MetricsPage(self.metrics)
             metrics = await self._page.start(self.settings.metrics_listen)
         self.cluster.start()
+        if self.settings.fast_path.enabled:
+            self.recency.start()
+            self._spawn(self._refresh_latest())
         bound = Bound(xds=xds, ext_proc=ext_proc, metrics=metrics)
         log.info(
             "daemon_ready xds=%s ext_proc=%s metrics=%s nodes=%d",
@@ -100,12 +149,113 @@ class Daemon:
         )
         return bound
 
-    def publish(self, view: ClusterView) -> Snapshot:
-        """Build and serve a new snapshot for ``view``."""
+    def publish(self, view: ClusterView | None = None) -> Snapshot:
+        """Build and serve a new snapshot: for ``view`` if given (else the last one), with the fast-path
+        routes of what the nodes hold now."""
+        if view is not None and view != self._view:
+            self._view, self._base = view, build_resources(view, fast_path=())
+        assert self._view is not None, "publish(view) first"
+        assert self._base is not None
+        entries = self.fast_path_entries()
+        routes = build_fast_path_configurations(self._view, entries, self._encoder)
         self._version += 1
         version = f"{self._version}-{int(time.time())}"
-        snapshot = Snapshot.create(version, build_resources(view).by_type())
-        return self.cache.set_snapshot(snapshot)
+        resources = dataclasses.replace(self._base, routes=routes)
+        snapshot = self.cache.set_snapshot(Snapshot.create(version, resources.by_type()))
+        self.fast_path_counters.routes = len(entries)
+        added = {e.key for e in entries} - self._routed
+        self._routed = {e.key for e in entries}
+        if added and self.ads.streams():
+            self._spawn(self._time_routes(time.monotonic()))
+        return snapshot
+
+    def fast_path_entries(self) -> list[FastPathEntry]:
+        """The fast-path routes for what the connected nodes hold now (none when the fast path is off)."""
+        if not self.settings.fast_path.enabled:
+            return []
+        held = {n: h for n, h in self.cluster.held().items() if self.cluster.connected(n)}
+        return fast_path_entries(held, self.cluster.latest, self._addresses())
+
+    def _addresses(self) -> dict[NodeId, NodeAddresses]:
+        assert self._view is not None
+        by_id = {node.id: node for node in self._view.nodes}
+        return {NodeId(i): (n.rest, n.grpc) for i, n in by_id.items() if n.healthy}
+
+    def _publish_soon(self) -> None:
+        """Publish on the next turn of the loop: a burst of changes makes one snapshot."""
+        if self._publish_pending or self._view is None:
+            return
+        self._publish_pending = True
+
+        def publish() -> None:
+            self._publish_pending = False
+            self.publish()
+
+        asyncio.get_running_loop().call_soon(publish)
+
+    def _withdraw_soon(self, node_id: NodeId, name: str, version: int) -> None:
+        self._spawn(self._withdraw(node_id, name, version))
+
+    async def _withdraw(self, node_id: NodeId, name: str, version: int) -> None:
+        """Publish without the version's routes on ``node_id``; once Envoy has them, let the agent unload."""
+        self._publish_pending = False
+        self.publish()
+        try:
+            await self.ads.wait_applied(self.settings.fast_path.withdraw_timeout)
+        except (ConfigNotAppliedError, ConfigRejectedError) as exc:
+            self.fast_path_counters.withdrawal_failures += 1
+            log.warning("fast_path_withdraw_failed node=%s model=%s:%d error=%s", node_id, name, version, exc)
+            return
+        try:
+            await self.cluster.confirm_unload(node_id, name, version)
+        except ServingError as exc:
+            self.fast_path_counters.withdrawal_failures += 1
+            log.warning("fast_path_confirm_failed node=%s model=%s:%d error=%r", node_id, name, version, exc)
+            return
+        self.fast_path_counters.withdrawals += 1
+
+    async def _time_routes(self, published: float) -> None:
+        """How long Envoy took to acknowledge routes just added (histogram ``fast_path_route_seconds``)."""
+        try:
+            await self.ads.wait_applied(self.settings.fast_path.withdraw_timeout)
+        except (ConfigNotAppliedError, ConfigRejectedError):
+            return
+        self.metrics.route_seconds.observe(time.monotonic() - published)
+
+    async def _refresh_latest(self) -> None:
+        """Every ``latest_refresh`` seconds, ask a holder of each model routed without version what the
+        latest version is now (a preload: a new version starts loading). A new answer moves the route:
+        until the new version is resident, unversioned requests take the slow path, which waits for it."""
+        period = self.settings.fast_path.latest_refresh
+        while True:
+            await asyncio.sleep(period)
+            names = sorted({e.key.name for e in self.fast_path_entries() if e.key.version is None})
+            held = self.cluster.held()
+            for name in names:
+                holders = sorted(n for n, models in held.items() if any(m == name for m, _ in models))
+                if not holders:
+                    continue
+                try:
+                    result = await self.cluster.agents[holders[0]].preload(name)
+                except ServingError as exc:
+                    log.info("latest_refresh_failed model=%s error=%r", name, exc.message)
+                    continue
+                self.cluster.note_latest(name, result.key.version)
+                await asyncio.sleep(period / max(len(names), 1) / 2)  # spread the calls over the period
+
+    def _envoy_admins(self) -> list[str]:
+        return [*self.ads.admin_addresses(), *self.settings.fast_path.envoy_admins]
+
+    def _stat_holders(self) -> Holders:
+        return holders_by_stat_prefix(self.cluster.held(), self.cluster.latest)
+
+    async def _touch(self, node_id: NodeId, hits: Sequence[ModelHits]) -> None:
+        await self.cluster.agents[node_id].touch(hits)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, server: Server, listen: str, what: str) -> str:
         host, _, port = listen.rpartition(":")
@@ -120,6 +270,10 @@ class Daemon:
         return f"{host}:{bound_port}"
 
     async def stop(self) -> None:
+        await self.recency.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.router.close()
         await self.cluster.close()
         for server in reversed(self._servers):

@@ -42,6 +42,31 @@ class DaemonTimeouts(BaseModel):
     agent_call: float = Field(10.0, gt=0, description="agent calls other than ensure")
 
 
+class FastPathSettings(BaseModel):
+    """Hits served by Envoy alone (docs/routing.md, "Fast path")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(True, description="give resident models their own routes (false: all via ext_proc)")
+    recency_interval: float = Field(
+        1.0, gt=0, description="seconds between readings of Envoy's fast-path hit counters"
+    )
+    latest_refresh: float = Field(
+        30.0, gt=0, description="seconds between checks that a model's latest version is still the store's"
+    )
+    withdraw_timeout: float = Field(
+        5.0, gt=0, description="seconds to wait for Envoy to drop a leaving model's routes"
+    )
+    envoy_admins: tuple[str, ...] = Field(
+        (), description="Envoy admin host:port to read hit counts from, besides those Envoys report"
+    )
+
+    @field_validator("envoy_admins")
+    @classmethod
+    def _host_ports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_host_port(item) for item in value)
+
+
 class DaemonSettings(FileThenEnvironment):
     """Everything the control daemon needs; see ``docs/daemon.md``."""
 
@@ -68,6 +93,7 @@ class DaemonSettings(FileThenEnvironment):
         256 * MIB, ge=4 * MIB, description="largest request or response passed through (TF Serving: 2 GiB)"
     )
     connect_retries: int = Field(2, ge=0, description="a connection failure to a node is retried this often")
+    fast_path: FastPathSettings = FastPathSettings()
 
     @field_validator("xds_listen", "ext_proc_listen", "rest_listen", "grpc_listen")
     @classmethod

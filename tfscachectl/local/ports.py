@@ -32,7 +32,7 @@ class NodePorts:
 
 @dataclass(frozen=True, slots=True)
 class StackPorts:
-    """Every port of one run. ``admin`` is 0 when Envoy picks its admin port (it reports it in a file)."""
+    """Every port of one run (a port asked as 0 is a free one picked here, so the daemon can be told it)."""
 
     rest: int
     grpc: int
@@ -106,7 +106,7 @@ def allocate_ports(settings: StackSettings) -> StackPorts:
     ports = StackPorts(
         rest=settings.rest_port,
         grpc=settings.grpc_port,
-        admin=settings.admin_port,
+        admin=picker.pick(settings.admin_port),
         xds=picker.pick(settings.xds_port),
         ext_proc=picker.pick(settings.ext_proc_port),
         metrics=picker.pick(settings.metrics_port),

@@ -1,0 +1,69 @@
+"""What fast-path routes the daemon asks for, and how the hits Envoy counted are shared among holders."""
+
+from __future__ import annotations
+
+from tfscachectl.agent.api.values import ModelHits
+from tfscachectl.core.placement import NodeId
+from tfscachectl.daemon.fastpath import fast_path_entries, holders_by_stat_prefix
+from tfscachectl.daemon.recency import hits_by_node, increases, parse_route_counters
+from xds.fastpath import FastKey
+from xds.view import Address
+
+A, B = NodeId("a"), NodeId("b")
+ADDRESSES = {
+    A: (Address("127.0.0.1", 8501), Address("127.0.0.1", 8500)),
+    B: (Address("127.0.0.2", 8501), Address("127.0.0.2", 8500)),
+}
+
+
+def test_each_resident_version_gets_a_route_and_the_latest_one_its_name_too() -> None:
+    held = {A: {("m", 1), ("m", 2), ("n", 5)}, B: {("m", 2)}}
+    entries = fast_path_entries(held, {"m": 2}, ADDRESSES)
+    by_key = {e.key: e for e in entries}
+    assert list(by_key) == [FastKey("m"), FastKey("m", 1), FastKey("m", 2), FastKey("n", 5)]
+    assert by_key[FastKey("m")].rest == (ADDRESSES[A][0], ADDRESSES[B][0])
+    assert by_key[FastKey("m")].grpc == (ADDRESSES[A][1], ADDRESSES[B][1])
+    assert by_key[FastKey("m", 1)].rest == (ADDRESSES[A][0],)
+    # "n" was never resolved as latest: its unversioned requests take the slow path, which resolves it
+    assert FastKey("n") not in by_key
+
+
+def test_names_that_need_escaping_and_unknown_nodes_get_no_route() -> None:
+    held = {A: {("needs escaping", 1), ("ok", 1)}, NodeId("gone"): {("ok", 1)}}
+    entries = fast_path_entries(held, {"needs escaping": 1, "ok": 1}, ADDRESSES)
+    assert [(e.key, e.rest) for e in entries] == [
+        (FastKey("ok"), (ADDRESSES[A][0],)),
+        (FastKey("ok", 1), (ADDRESSES[A][0],)),
+    ]
+
+
+def test_route_counters_are_read_from_envoys_stats_text() -> None:
+    m, m1 = FastKey("m").stat_prefix, FastKey("m", 1).stat_prefix
+    text = "\n".join(
+        [
+            f"vhost.tfscache_rest.route.{m}.upstream_rq_completed: 7",
+            f"vhost.tfscache_grpc.route.{m}.upstream_rq_completed: 3",
+            f"vhost.tfscache_rest.route.{m1}.upstream_rq_completed: 1",
+            f"vhost.tfscache_rest.route.{m1}.upstream_rq_total: 99",
+            "cluster.tfscache_nodes_rest.upstream_rq_completed: 50",
+        ]
+    )
+    assert parse_route_counters(text) == {m: 10, m1: 1}
+
+
+def test_increases_start_from_a_baseline_and_survive_a_reset() -> None:
+    assert increases(None, {"x": 5}) == {}
+    assert increases({"x": 5}, {"x": 8, "y": 2}) == {"x": 3, "y": 2}
+    assert increases({"x": 5}, {"x": 5}) == {}
+    assert increases({"x": 50}, {"x": 4}) == {"x": 4}  # Envoy restarted
+
+
+def test_hits_are_shared_among_holders_and_latest_routes_credit_the_concrete_version() -> None:
+    holders = holders_by_stat_prefix({A: {("m", 2)}, B: {("m", 2)}}, {"m": 2})
+    assert holders[FastKey("m").stat_prefix] == ("m", 2, (A, B))
+    assert holders[FastKey("m", 2).stat_prefix] == ("m", 2, (A, B))
+    grown = {FastKey("m").stat_prefix: 5, FastKey("m", 2).stat_prefix: 2, "fp_unknown_1": 9}
+    assert hits_by_node(grown, holders, 100.0) == {
+        A: [ModelHits("m", 2, 4, 100.0)],
+        B: [ModelHits("m", 2, 3, 100.0)],
+    }

@@ -1,0 +1,77 @@
+"""Which fast-path routes Envoy should have: pure, from what the nodes hold and what "latest" means.
+
+A node's resident version ``(name, v)`` gets a route for version ``v``; the nodes holding the version the
+cache last resolved as the latest of ``name`` (the agents' answer to an ensure without version) also get
+the route for ``name`` alone. A name the cache never resolved has no such route: its first unversioned
+request takes the slow path, which resolves it. Names that cannot have routes (``xds.fastpath.routable``)
+are left out. Holders are listed in node id order; Envoy spreads requests over them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from tfscachectl.core.placement import NodeId
+from xds.fastpath import FastKey, FastPathEntry, routable
+from xds.view import Address
+
+#: A node's REST and gRPC addresses, as Envoy reaches them.
+NodeAddresses = tuple[Address, Address]
+
+
+def fast_path_entries(
+    held: Mapping[NodeId, Iterable[tuple[str, int]]],
+    latest: Mapping[str, int],
+    addresses: Mapping[NodeId, NodeAddresses],
+) -> list[FastPathEntry]:
+    """The fast-path routes for ``held`` (node -> resident ``(name, version)``), sorted by key."""
+    holders: dict[FastKey, list[NodeId]] = {}
+    for node_id in sorted(held):
+        if node_id not in addresses:
+            continue
+        for name, version in held[node_id]:
+            if not routable(name):
+                continue
+            holders.setdefault(FastKey(name, version), []).append(node_id)
+            if latest.get(name) == version:
+                holders.setdefault(FastKey(name), []).append(node_id)
+    return [
+        FastPathEntry(
+            key,
+            rest=tuple(addresses[n][0] for n in nodes),
+            grpc=tuple(addresses[n][1] for n in nodes),
+        )
+        for key, nodes in sorted(holders.items(), key=lambda item: _order(item[0]))
+    ]
+
+
+def holders_by_stat_prefix(
+    held: Mapping[NodeId, Iterable[tuple[str, int]]], latest: Mapping[str, int]
+) -> dict[str, tuple[str, int, tuple[NodeId, ...]]]:
+    """Route stat prefix -> (name, concrete version, holders): to credit the hits Envoy counted."""
+    found: dict[str, tuple[str, int, list[NodeId]]] = {}
+    for node_id in sorted(held):
+        for name, version in held[node_id]:
+            if not routable(name):
+                continue
+            keys = [FastKey(name, version)] + ([FastKey(name)] if latest.get(name) == version else [])
+            for key in keys:
+                found.setdefault(key.stat_prefix, (name, version, []))[2].append(node_id)
+    return {prefix: (name, version, tuple(nodes)) for prefix, (name, version, nodes) in found.items()}
+
+
+def _order(key: FastKey) -> tuple[str, int]:
+    return (key.name, -1 if key.version is None else key.version)
+
+
+@dataclass
+class FastPathCounters:
+    """What the daemon did for the fast path, for its metrics."""
+
+    routes: int = 0
+    """Fast-path routes in the configuration last published."""
+    withdrawals: int = 0
+    """Unloads confirmed to an agent after Envoy acknowledged the withdrawal of the version's routes."""
+    withdrawal_failures: int = 0
+    """Unloads not confirmed: Envoy did not acknowledge in time, or rejected the configuration."""
