@@ -1,9 +1,12 @@
 """Clusters: the nodes' REST and gRPC ports (endpoints from EDS), and the daemon's ext_proc server.
 
 The node clusters balance with ``override_host``: the host named by the ``x-tfscache-node`` header (or
-the same key in ``envoy.lb`` metadata) when it is one of the cluster's endpoints, else ``ring_hash`` on the
-route's hash policy (the model header), so one model sticks to one node even without a decision.
-Per-node clusters are never needed, and Envoy keeps health and outlier state per host.
+the same key in ``envoy.lb`` metadata) when it is one of the cluster's endpoints and healthy; with a list
+(``a,b``), the first such host, and the next one on a retry. Nothing else: a request is never sent to a node
+that was not named (it would not hold the model, and would answer "not found"), so when no named host is
+usable Envoy answers 503 "no healthy upstream" (the fallback policy is a subset policy that selects nothing).
+Per-node clusters are never needed, and Envoy keeps health and outlier state per host: outlier detection
+takes a node whose connections fail out of rotation within a second or so, before the daemon hears of it.
 """
 
 from __future__ import annotations
@@ -14,13 +17,19 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
     ClusterEdsClusterConfig,
     LoadBalancingPolicy,
     LoadBalancingPolicyPolicy,
+    OutlierDetection,
 )
 from envoy_data_plane.envoy.config.core.v3 import TypedExtensionConfig
 from envoy_data_plane.envoy.extensions.load_balancing_policies.override_host.v3 import (
     OverrideHost,
     OverrideHostOverrideHostSource,
 )
-from envoy_data_plane.envoy.extensions.load_balancing_policies.ring_hash.v3 import RingHash
+from envoy_data_plane.envoy.extensions.load_balancing_policies.round_robin.v3 import RoundRobin
+from envoy_data_plane.envoy.extensions.load_balancing_policies.subset.v3 import (
+    Subset,
+    SubsetLbSubsetFallbackPolicy,
+    SubsetLbSubsetSelector,
+)
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
     HttpProtocolOptions,
     HttpProtocolOptionsExplicitHttpConfig,
@@ -34,6 +43,12 @@ from xds.extensions import ads, extension, http2_options, pack, seconds
 from xds.view import Address, Limits, Timeouts
 
 _HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+#: Endpoint metadata no endpoint has: the subset policy used as a fallback selects no host.
+_NO_SUCH_KEY = "tfscache-no-host"
+#: Outlier detection: connection failures in a row that take a node out, how often it is checked, how long.
+LOCAL_FAILURES_TO_EJECT = 3
+OUTLIER_INTERVAL_S = 1.0
+EJECTION_S = 5.0
 
 
 def node_cluster(name: str, timeouts: Timeouts, limits: Limits, *, http2: bool) -> Cluster:
@@ -45,12 +60,30 @@ def node_cluster(name: str, timeouts: Timeouts, limits: Limits, *, http2: bool) 
         connect_timeout=seconds(timeouts.connect_s),
         per_connection_buffer_limit_bytes=limits.message_bytes,
         load_balancing_policy=override_host_policy(),
+        outlier_detection=outlier_detection(),
         typed_extension_protocol_options=_http2_protocol(limits) if http2 else {},
     )
 
 
+def outlier_detection() -> OutlierDetection:
+    """Eject a node after connection failures in a row (not after TF Serving's own 5xx answers, which are
+    about a model: a failed load, a bad request), for a few seconds at a time; any number of nodes."""
+    return OutlierDetection(
+        split_external_local_origin_errors=True,
+        consecutive_local_origin_failure=LOCAL_FAILURES_TO_EJECT,
+        enforcing_consecutive_local_origin_failure=100,
+        enforcing_consecutive_5xx=0,
+        enforcing_consecutive_gateway_failure=0,
+        enforcing_success_rate=0,
+        enforcing_local_origin_success_rate=0,
+        interval=seconds(OUTLIER_INTERVAL_S),
+        base_ejection_time=seconds(EJECTION_S),
+        max_ejection_percent=100,
+    )
+
+
 def override_host_policy() -> LoadBalancingPolicy:
-    """The host the daemon chose (header, then ``envoy.lb`` metadata), else the ring hash of the model."""
+    """The host(s) the daemon chose (header, then ``envoy.lb`` metadata), and no other."""
     return _policy(
         extension(
             "envoy.load_balancing_policies.override_host",
@@ -63,9 +96,18 @@ def override_host_policy() -> LoadBalancingPolicy:
                         )
                     ),
                 ],
-                fallback_policy=_policy(extension("envoy.load_balancing_policies.ring_hash", RingHash())),
+                fallback_policy=_policy(extension("envoy.load_balancing_policies.subset", _no_host())),
             ),
         )
+    )
+
+
+def _no_host() -> Subset:
+    """A subset policy whose only subset needs metadata no endpoint has, with no fallback: no host."""
+    return Subset(
+        subset_selectors=[SubsetLbSubsetSelector(keys=[_NO_SUCH_KEY])],
+        fallback_policy=SubsetLbSubsetFallbackPolicy.NO_FALLBACK,
+        subset_lb_policy=_policy(extension("envoy.load_balancing_policies.round_robin", RoundRobin())),
     )
 
 

@@ -16,7 +16,7 @@ CLUSTER_NODES_GRPC: Final = "tfscache_nodes_grpc"
 CLUSTER_EXT_PROC: Final = "tfscache_ext_proc"
 
 # Headers the daemon sets through ext_proc: the chosen node (IP:port of the listener's kind, REST or gRPC)
-# and the model, which the fallback ring hash uses when no node is named.
+# and the model (for logs and the default route's hash policy).
 NODE_HEADER: Final = "x-tfscache-node"
 MODEL_HEADER: Final = "x-tfscache-model"
 

@@ -6,12 +6,12 @@
   always gives them, if none), they are matcher trees (``xds.fastpath``): one lookup finds a resident model's
   route, else the default route through ext_proc. Otherwise plain lists: any extra routes given, then the
   default route. The gRPC one first denies ``HandleReloadConfigRequest``.
-- Clusters ``tfscache_nodes_rest`` / ``tfscache_nodes_grpc`` (EDS, override_host then ring_hash) and
+- Clusters ``tfscache_nodes_rest`` / ``tfscache_nodes_grpc`` (EDS, override_host and no other host) and
   ``tfscache_ext_proc`` (static, the daemon).
 - ClusterLoadAssignments for the two node clusters.
 
 ``ext_proc=False`` leaves the ext_proc filter out of both listeners (and its cluster out of CDS): requests
-then go straight to the ring hash. The daemon never does this; it is for running Envoy without a daemon.
+then go only where a route names a node (tests). The daemon never does this.
 """
 
 from __future__ import annotations

@@ -66,8 +66,8 @@ def forward_route(
     """Forward to ``cluster``, with the route timeout, the retry policy and the model hash.
 
     ``pinned`` names the node(s) to use, in order (the ``override_host`` header, set by the route itself);
-    without it the node comes from ext_proc's answer (``through_ext_proc``), or from the ring hash on the
-    model header.
+    without it the node comes from ext_proc's answer (``through_ext_proc``); with neither, none is used
+    (Envoy answers 503).
     """
     headers_to_add = [set_header(names.NODE_HEADER, ",".join(map(str, pinned)))] if pinned else []
     return Route(

@@ -36,6 +36,7 @@ from tfscachectl.envoy_launcher import (
 from tfscachectl.errors import ConfigError
 from xds import names, type_urls
 from xds.descriptors import read_descriptor_set
+from xds.fastpath import FastKey, FastPathEntry
 from xds.resources import Resources, build_resources
 from xds.routes import forward_route
 from xds.snapshot import Snapshot
@@ -246,7 +247,7 @@ def first_answer(url: str, envoy: EnvoyProcess) -> None:
     wait_until(answers, ACK_TIMEOUT_S, f"Envoy to answer {url}", process=envoy.process)
 
 
-def test_rest_requests_reach_the_nodes_and_pinned_routes_pick_theirs(
+def test_pinned_routes_pick_their_node_and_no_decision_picks_none(
     ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
 ) -> None:
     node_a = node("node-a", ads.start_backend("node-a"))
@@ -265,25 +266,29 @@ def test_rest_requests_reach_the_nodes_and_pinned_routes_pick_theirs(
     envoy = start_envoy_on(start_envoy, ads)
     ads.wait_acked(envoy, every_type_at("1"))
     base = f"http://{LOOPBACK}:{listener_ports.rest}"
-    first_answer(f"{base}/v1/models/anything", envoy)
+    first_answer(f"{base}/v1/models/pinned:predict", envoy)
 
-    # The default route: some node answers, and a node header sent by the client never reaches it.
-    for _ in range(5):
-        answer = get(
-            f"{base}/v1/models/other", **{names.NODE_HEADER: str(node_a.rest), names.MODEL_HEADER: "x"}
+    # The default route without a decision (no ext_proc here): no node is named, so none is used, even if
+    # the client names one (its x-tfscache-* headers are removed on arrival). Envoy answers 503.
+    for _ in range(3):
+        response = httpx.get(
+            f"{base}/v1/models/other",
+            headers={names.NODE_HEADER: str(node_a.rest), names.MODEL_HEADER: "x"},
+            timeout=HTTP_TIMEOUT_S,
         )
-        assert answer["backend"] in {"node-a", "node-b"}
-        assert answer["path"] == "/v1/models/other"
-        assert names.NODE_HEADER not in {key.lower() for key in answer["headers"]}
-        assert names.MODEL_HEADER not in {key.lower() for key in answer["headers"]}
+        assert response.status_code == 503
+        assert "no healthy upstream" in response.text
 
     # A pinned (fast-path) route always goes to its node, whatever the client says.
     for _ in range(5):
-        answer = get(f"{base}/v1/models/pinned:predict", **{names.NODE_HEADER: str(node_a.rest)})
-        assert answer["backend"] == "node-b"
-        assert {key.lower(): value for key, value in answer["headers"].items()}[names.NODE_HEADER] == str(
-            node_b.rest
+        answer = get(
+            f"{base}/v1/models/pinned:predict",
+            **{names.NODE_HEADER: str(node_a.rest), names.MODEL_HEADER: "x"},
         )
+        assert answer["backend"] == "node-b"
+        headers = {key.lower(): value for key, value in answer["headers"].items()}
+        assert headers[names.NODE_HEADER] == str(node_b.rest)
+        assert names.MODEL_HEADER not in headers
 
 
 def test_reload_config_is_denied_through_the_grpc_listener(
@@ -305,6 +310,11 @@ def test_reload_config_is_denied_through_the_grpc_listener(
     error = caught.value
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
     assert "cannot be changed through the cache" in error.details()  # type: ignore[attr-defined]
+
+
+def to_node(model: str, target: NodeView) -> FastPathEntry:
+    """A fast-path route for ``model`` (latest) to ``target``: how requests reach a node without ext_proc."""
+    return FastPathEntry(FastKey(model), (target.rest,), (target.grpc,))
 
 
 def predict_request_bytes(model: str, tensor_bytes: int) -> bytes:
@@ -345,7 +355,9 @@ def test_large_grpc_messages_pass_both_ways_through_field_extraction(
     grpc_echo_node: NodeView,
 ) -> None:
     view = make_view(listener_ports, grpc_echo_node)
-    ads.set_snapshot(snapshot("1", build_resources(view, ext_proc=False)))
+    ads.set_snapshot(
+        snapshot("1", build_resources(view, ext_proc=False, fast_path=[to_node("big-model", grpc_echo_node)]))
+    )
     envoy = start_envoy_on(start_envoy, ads)
     ads.wait_acked(envoy, every_type_at("1"))
     request = predict_request_bytes("big-model", LARGE_MESSAGE_BYTES)
@@ -364,12 +376,15 @@ def test_large_grpc_messages_pass_both_ways_through_field_extraction(
 def test_large_rest_bodies_pass_both_ways(
     ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
 ) -> None:
-    view = make_view(listener_ports, node("node-a", ads.start_backend("node-a")))
-    ads.set_snapshot(snapshot("1", build_resources(view, ext_proc=False)))
+    node_a = node("node-a", ads.start_backend("node-a"))
+    view = make_view(listener_ports, node_a)
+    ads.set_snapshot(
+        snapshot("1", build_resources(view, ext_proc=False, fast_path=[to_node("big-model", node_a)]))
+    )
     envoy = start_envoy_on(start_envoy, ads)
     ads.wait_acked(envoy, every_type_at("1"))
     base = f"http://{LOOPBACK}:{listener_ports.rest}"
-    first_answer(f"{base}/v1/models/big-model", envoy)
+    first_answer(f"{base}/v1/models/big-model:predict", envoy)
 
     body = b"[" + b"1," * (LARGE_MESSAGE_BYTES // 2) + b"1]"
     response = httpx.post(

@@ -23,7 +23,10 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
     HttpConnectionManagerCodecType,
 )
 from envoy_data_plane.envoy.extensions.load_balancing_policies.override_host.v3 import OverrideHost
-from envoy_data_plane.envoy.extensions.load_balancing_policies.ring_hash.v3 import RingHash
+from envoy_data_plane.envoy.extensions.load_balancing_policies.subset.v3 import (
+    Subset,
+    SubsetLbSubsetFallbackPolicy,
+)
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import HttpProtocolOptions
 from google.protobuf import descriptor_pb2, descriptor_pool
 
@@ -310,7 +313,11 @@ def test_node_clusters_use_eds_and_override_host(resources: Resources) -> None:
         assert override.override_host_sources[0].header == names.NODE_HEADER
         assert override.override_host_sources[1].metadata.key == names.LB_NAMESPACE
         (fallback,) = override.fallback_policy.policies
-        assert isinstance(fallback.typed_extension_config.typed_config.unpack(), RingHash)
+        no_host = fallback.typed_extension_config.typed_config.unpack()
+        assert isinstance(no_host, Subset)  # never a node that was not named
+        assert no_host.fallback_policy == SubsetLbSubsetFallbackPolicy.NO_FALLBACK
+        assert cluster.outlier_detection.consecutive_local_origin_failure == 3
+        assert cluster.outlier_detection.enforcing_consecutive_5xx == 0
         options = cluster.typed_extension_protocol_options
         if http2:
             protocol = options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].unpack()
