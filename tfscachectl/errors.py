@@ -8,6 +8,10 @@
     ├── ServingError                a TF Serving status: a code (TF/gRPC numbering) and a message,
     │   │                           shown to clients exactly as TF Serving would show it
     │   └── agent.api.client.AgentUnreachableError   UNAVAILABLE: an agent could not be reached
+    ├── cli.admin_client.AdminError  an operator command failed: the daemon's error, in one line
+    │   ├── AdminUnreachableError   the admin API cannot be reached
+    │   └── AdminAuthError          the admin API refused the token
+    ├── discovery.base.DiscoveryError   etcd or Consul refused a request (retried; never reaches callers)
     ├── StoreError                  the model store (directory, S3) failed or holds something unusable
     │   └── ModelNotInStoreError    the store has no such model or version
     └── ProcessError                a child process (Envoy, etcd, a serving backend) failed to start or died

@@ -10,7 +10,7 @@ from typing import Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from tfscachectl.errors import ConfigError
+from tfscachectl import http_site
 
 METRICS_PATH = "/metrics"
 
@@ -30,15 +30,7 @@ class MetricsPage:
 
     async def start(self, listen: str) -> str:
         """Listen on ``host:port`` (port 0: any free port); returns the address actually bound."""
-        host, _, port = listen.rpartition(":")
-        await self._runner.setup()
-        try:
-            await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            raise ConfigError(f"The metrics page cannot listen on {listen}: {exc}") from exc
-        bound = self._runner.addresses[0]
-        return f"{host}:{bound[1]}"
+        return await http_site.listen(self._runner, listen, "metrics page")
 
     async def close(self) -> None:
         await self._runner.cleanup()

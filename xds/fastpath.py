@@ -290,7 +290,7 @@ class FastPathEncoder:
         encoded = self._entries.get(cache_key)
         if encoded is None:
             route = fast_route(key, cluster, holders, request_timeout_s, chosen_late=chosen_late)
-            encoded = wire.map_entry(_MATCH_MAP_ENTRIES, match, bytes(_on_match(key.stat_prefix, route)))
+            encoded = wire.map_entry(_MATCH_MAP_ENTRIES, match, bytes(_on_match("fast", route)))
             # one holder set per key and listener: a changed set replaces the old entry
             for stale in [k for k in self._entries if k[0] == listener and k[1] == key]:
                 del self._entries[stale]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -114,6 +115,7 @@ def start_up(processes: ProcessRegistry, tmp_path: Path) -> Iterator[Any]:
             f"--rest-port={free_port()}",
             f"--grpc-port={free_port()}",
             f"--admin-port={free_port()}",
+            f"--admin-api-port={free_port()}",
         ]
         argv = [sys.executable, "-m", "tfscachectl", "up", *ports, *options]
         process = processes.create(f"up-{len(started) + 1}", argv, env=_up_env(), cwd=directory).start()
@@ -158,8 +160,10 @@ def _assert_everything_gone(state: dict[str, Any]) -> None:
     assert not taken, f"ports still taken after up exited: {taken}"
 
 
-def _rest_prediction_from_printed_curl(up: RunningUp) -> list[float]:
+def _rest_prediction_from_printed_curl(up: RunningUp, model: str | None = None) -> list[float]:
     command = up.line_starting("curl ")
+    if model is not None:  # the printed command, for another model
+        command = re.sub(r"/v1/models/[^:]+:predict", f"/v1/models/{model}:predict", command)
     result = subprocess.run(
         shlex.split(command), capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S, check=False
     )
@@ -220,6 +224,114 @@ def test_up_serves_the_printed_commands_and_stops_on_sigint(start_up: Any, model
     assert "stopped (SIGINT)" in up.output()
     _assert_everything_gone(state)
     assert not up.state_file.exists()
+
+
+# ----- the operator commands, as a new user tries them ---------------------------------------------
+
+STATUS_TIMEOUT_S = 20.0  # fast-path hits reach the agents' counts through the recency feed, about 1 s
+
+
+def _tfscachectl(up: RunningUp, *args: str) -> subprocess.CompletedProcess[str]:
+    admin = up.line_starting("admin API").split()[-1]
+    return subprocess.run(
+        [sys.executable, "-m", "tfscachectl", *args, "--admin", admin],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_up_env()},
+        cwd=up.work_dir,
+        timeout=CLIENT_TIMEOUT_S,
+        check=False,
+    )
+
+
+def _status(up: RunningUp) -> dict[str, Any]:
+    result = _tfscachectl(up, "status", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def _resident(document: dict[str, Any], model: str) -> list[dict[str, Any]]:
+    return [
+        {**m, "node": n["id"]}
+        for n in document["nodes"]
+        for m in n["models"]
+        if m["name"] == model and m["state"] == "resident"
+    ]
+
+
+def _loads(document: dict[str, Any]) -> int:
+    loads: int = document["totals"]["loads"]
+    return loads
+
+
+def test_a_new_user_operates_the_cache(start_up: Any, model_dir: Path) -> None:
+    """The issue's story: the stack up, REST and gRPC answers, status shows the model resident with hits,
+    evict makes the next request load it again, preload makes a cold model warm before its first request."""
+    up = start_up(f"--model-dir={model_dir}")
+    up.wait_ready()
+    wait_until(lambda: "Ctrl-C stops everything" in up.output(), UP_READY_TIMEOUT_S, "the whole banner")
+    state = up.state()
+    assert _rest_prediction_from_printed_curl(up) == EXPECTED
+    assert _grpc_prediction(up.line_starting("gRPC").split()[-1], "tenant-0001") == EXPECTED
+
+    # status: the model is resident on a node, with hits (the gRPC call, and fast-path hits fed back)
+    hits: list[dict[str, Any]] = []
+
+    def resident_with_hits() -> bool:
+        hits[:] = [m for m in _resident(_status(up), "tenant-0001") if m["hits"] > 0]
+        return bool(hits)
+
+    wait_until(resident_with_hits, STATUS_TIMEOUT_S, "tenant-0001 resident with hits in tfscachectl status")
+    # the status command printed by up, as printed
+    printed = up.line_containing("tfscachectl status")
+    table = subprocess.run(
+        printed,
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=CLIENT_TIMEOUT_S,
+        check=False,
+        cwd=up.work_dir,
+    )
+    assert table.returncode == 0, table.stderr
+    assert "tenant-0001" in table.stdout
+    assert "resident" in table.stdout
+
+    # evict: gone from every node; the next request loads it again
+    before = _loads(_status(up))
+    evicted = _tfscachectl(up, "evict", "tenant-0001")
+    assert evicted.returncode == 0, evicted.stderr
+    assert f"{hits[0]['node']}" in evicted.stdout
+    assert _resident(_status(up), "tenant-0001") == []
+    assert _rest_prediction_from_printed_curl(up, "tenant-0001") == EXPECTED
+    after = _status(up)
+    assert _loads(after) == before + 1
+    assert len(_resident(after, "tenant-0001")) == 1
+
+    # preload: a cold model is resident before its first request, which then loads nothing
+    assert _resident(after, "tenant-0002") == []
+    preloaded = _tfscachectl(up, "preload", "tenant-0002", "-o", "json")
+    assert preloaded.returncode == 0, preloaded.stderr
+    [node] = json.loads(preloaded.stdout)["models"][0]["nodes"]
+    assert (node["key"], node["outcome"]) == ({"model": "tenant-0002", "version": 1}, "loaded")
+    warm = _status(up)
+    assert len(_resident(warm, "tenant-0002")) == 1
+    assert _rest_prediction_from_printed_curl(up, "tenant-0002") == [
+        tenant_weights(2).predict(x) for x in (1.0, 2.0)
+    ]
+    assert _loads(_status(up)) == _loads(warm)
+
+    # what the store holds
+    models = _tfscachectl(up, "models", "-o", "json")
+    assert models.returncode == 0, models.stderr
+    assert [m["name"] for m in json.loads(models.stdout)["models"]] == sorted(
+        path.name for path in model_dir.iterdir()
+    )
+
+    os.kill(up.process.pid, signal.SIGINT)
+    assert up.wait_exit() == 0
+    _assert_everything_gone(state)
 
 
 def test_up_stops_on_sigterm_with_a_config_file(start_up: Any, model_dir: Path, tmp_path: Path) -> None:

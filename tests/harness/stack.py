@@ -77,6 +77,67 @@ class Stack:
             process.stop()
 
 
+def start_agent(
+    registry: ProcessRegistry,
+    work_dir: Path,
+    node_id: str,
+    backend: ServingBackend,
+    store: str,
+    agent_settings: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> StackNode:
+    """Start the agent of ``node_id`` beside its (running) ``backend``; does not wait for it."""
+    port = free_port()
+    cache_dir = work_dir / node_id / "cache"
+    settings = {
+        "node_id": node_id,
+        "listen": f"{LOOPBACK}:{port}",
+        "tf_serving_grpc": backend.grpc_target,
+        "tf_serving_rest": f"{LOOPBACK}:{backend.rest_port}",
+        "store": store,
+        "cache_dir": str(cache_dir),
+        "guard_window": 0.0,
+        **(agent_settings or {}),
+    }
+    path = work_dir / node_id / "agent.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    agent = registry.create(
+        f"agent-{node_id}",
+        [sys.executable, "-m", "tfscachectl", "agent", "--config", str(path)],
+        env=_python_env(env),
+        cwd=REPO_ROOT,
+    )
+    agent.start()
+    return StackNode(node_id, backend, agent, port, cache_dir)
+
+
+def add_node(
+    registry: ProcessRegistry,
+    stack: Stack,
+    node_id: str,
+    store: str,
+    *,
+    agent_settings: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    backend_flags: Sequence[str] = ("--max_num_load_retries=0",),
+) -> StackNode:
+    """Start one more backend and agent (they join through discovery, not through the daemon's settings)."""
+    backend = ServingBackend.with_models(
+        registry, stack.settings_dir / node_id, [], name=f"serving-{node_id}", extra_flags=list(backend_flags)
+    )
+    backend.process.start()
+    wait_until(backend.answers, 90, f"serving backend of {node_id}", process=backend.process)
+    node = start_agent(registry, stack.settings_dir, node_id, backend, store, agent_settings, env)
+    wait_until(
+        lambda: port_accepts(node.agent_port),
+        AGENT_READY_TIMEOUT_S,
+        f"agent of {node_id}",
+        process=node.agent,
+    )
+    stack.nodes.append(node)
+    return node
+
+
 def start_stack(
     registry: ProcessRegistry,
     work_dir: Path,
@@ -109,30 +170,10 @@ def start_stack(
         backend.process.start()
     for node_id, backend in backends.items():
         wait_until(backend.answers, 90, f"serving backend of {node_id}", process=backend.process)
-    stack_nodes: list[StackNode] = []
-    for node_id, backend in backends.items():
-        port = free_port()
-        cache_dir = work_dir / node_id / "cache"
-        settings = {
-            "node_id": node_id,
-            "listen": f"{LOOPBACK}:{port}",
-            "tf_serving_grpc": backend.grpc_target,
-            "tf_serving_rest": f"{LOOPBACK}:{backend.rest_port}",
-            "store": store,
-            "cache_dir": str(cache_dir),
-            "guard_window": 0.0,
-            **(agent_settings or {}),
-        }
-        path = work_dir / node_id / "agent.yaml"
-        path.write_text(yaml.safe_dump(settings))
-        agent = registry.create(
-            f"agent-{node_id}",
-            [sys.executable, "-m", "tfscachectl", "agent", "--config", str(path)],
-            env=_python_env(env),
-            cwd=REPO_ROOT,
-        )
-        agent.start()
-        stack_nodes.append(StackNode(node_id, backend, agent, port, cache_dir))
+    stack_nodes = [
+        start_agent(registry, work_dir, node_id, backend, store, agent_settings, env)
+        for node_id, backend in backends.items()
+    ]
     for node in stack_nodes:
         wait_until(
             lambda node=node: port_accepts(node.agent_port),
@@ -147,6 +188,7 @@ def start_stack(
         "xds_listen": f"{LOOPBACK}:{xds_port}",
         "ext_proc_listen": f"{LOOPBACK}:{ext_proc_port}",
         "metrics_listen": f"{LOOPBACK}:{metrics_port}",
+        "admin_listen": f"{LOOPBACK}:{free_port()}",
         "rest_listen": f"{LOOPBACK}:{rest_port}",
         "grpc_listen": f"{LOOPBACK}:{grpc_port}",
         "nodes": [

@@ -592,6 +592,7 @@ def test_sigterm_ends_streams_and_stops_cleanly(
         await client.ensure(TENANTS[0])
         stream = client.watch_residency()
         assert (await anext(stream)).kind == "loaded"  # the stream is open
+        assert (await anext(stream)).kind == "synced"  # that was all the node holds
         started = time.monotonic()
         # SIGTERM, then SIGKILL only after the harness's grace period (the exit code would be -9)
         stopping = asyncio.create_task(asyncio.to_thread(agent.process.stop))

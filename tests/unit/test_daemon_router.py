@@ -47,7 +47,9 @@ class InMemoryAgent:
         self.resident.add(name)
         return EnsureResult(ModelKey(name, version or 1), "loaded", 0.0)  # type: ignore[arg-type]
 
-    async def watch_residency(self) -> AsyncIterator[ResidencyEvent]:
+    async def watch_residency(
+        self, watcher: str | None = None, confirm_unloads: bool = False
+    ) -> AsyncIterator[ResidencyEvent]:
         await asyncio.Event().wait()
         yield  # type: ignore[misc]
 

@@ -174,6 +174,8 @@ class AgentMetrics:
     async def _watch(self) -> None:
         async for event in self._agent.events():
             try:
+                if event.key is None:
+                    continue
                 if event.kind == "loaded":
                     self._loaded(event.key)
                 elif event.kind == "unloaded":

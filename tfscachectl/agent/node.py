@@ -564,14 +564,17 @@ class NodeAgent:
             counters=dict(self.counters),
         )
 
-    async def events(self) -> AsyncIterator[ResidencyEvent]:
-        """Residency changes: first one ``loaded`` per resident version, then every change as it happens."""
+    async def events(self, synced: bool = False) -> AsyncIterator[ResidencyEvent]:
+        """Residency changes: first one ``loaded`` per resident version (then ``synced`` if asked: the
+        snapshot is complete, also when empty), then every change as it happens."""
         queue: asyncio.Queue[ResidencyEvent] = asyncio.Queue()
         self._subscribers.add(queue)
         try:
             for entry in self.residency.entries():
                 if entry.state is ResidencyState.RESIDENT:
                     yield ResidencyEvent("loaded", entry.key)
+            if synced:
+                yield ResidencyEvent("synced", None)
             while True:
                 yield await queue.get()
         finally:

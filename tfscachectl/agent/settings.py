@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from tfscachectl.discovery.members import Member
+from tfscachectl.discovery.settings import DiscoverySettings
 from tfscachectl.settings_files import FileThenEnvironment, check_host_port, load_settings_file
 from tfscachectl.stores.settings import StoreSettings
 
@@ -88,11 +90,45 @@ class AgentSettings(FileThenEnvironment):
     guard_window: float = Field(5.0, ge=0, description="a model ensured this recently is not evicted")
     version_cache_seconds: float = Field(10.0, ge=0, description="how long store listings are trusted")
     timeouts: Timeouts = Timeouts()
+    discovery: DiscoverySettings = Field(
+        DiscoverySettings(), description="where the agent registers its node (static: nowhere)"
+    )
+    advertise_rest: str | None = Field(
+        None, description="TF Serving's REST address as Envoy reaches it, IP:port (default: tf_serving_rest)"
+    )
+    advertise_grpc: str | None = Field(
+        None, description="TF Serving's gRPC address as Envoy reaches it, IP:port (default: tf_serving_grpc)"
+    )
+    advertise_agent: str | None = Field(
+        None, description="the agent's API as the daemon reaches it (default: the address it listens on)"
+    )
+    weight: float = Field(1.0, gt=0, description="relative capacity, for placement")
 
-    @field_validator("listen", "tf_serving_grpc", "tf_serving_rest", "metrics_listen")
+    @field_validator(
+        "listen",
+        "tf_serving_grpc",
+        "tf_serving_rest",
+        "metrics_listen",
+        "advertise_rest",
+        "advertise_grpc",
+        "advertise_agent",
+    )
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
         return None if value is None else check_host_port(value)
+
+    def member(self, listening: str) -> Member:
+        """What this agent registers: its node as the daemon and Envoy reach it (``listening``: the API's
+        bound address)."""
+        return Member(
+            node_id=self.node_id,
+            rest=self.advertise_rest or self.tf_serving_rest,
+            grpc=self.advertise_grpc or self.tf_serving_grpc,
+            agent=self.advertise_agent or listening,
+            weight=self.weight,
+            max_models=self.max_models,
+            max_bytes=self.max_bytes,
+        )
 
     @property
     def served_root(self) -> str:

@@ -9,8 +9,12 @@ import typer
 from rich.console import Console
 
 from tfscachectl import __version__, logs
+from tfscachectl.cli import operate
+from tfscachectl.cli.admin_client import AdminError
 from tfscachectl.cli.agent import agent as agent_command
+from tfscachectl.cli.models import models as models_command
 from tfscachectl.cli.serve import serve as serve_command
+from tfscachectl.cli.status import status as status_command
 from tfscachectl.cli.up import up as up_command
 from tfscachectl.errors import TfsCacheError
 
@@ -58,11 +62,21 @@ def tf_serving(ctx: typer.Context) -> None:
 app.command("agent")(agent_command)
 app.command("serve")(serve_command)
 app.command("up")(up_command)
+# the operator commands, against the daemon's admin API
+app.command("status")(status_command)
+app.command("models")(models_command)
+app.command("preload")(operate.preload)
+app.command("evict")(operate.evict)
+app.command("pin")(operate.pin)
+app.command("unpin")(operate.unpin)
 
 
 def main() -> None:
     try:
         app()
+    except AdminError as exc:  # the daemon refused or failed the operation, or cannot be reached
+        _err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
     except TfsCacheError as exc:
         _err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(2)

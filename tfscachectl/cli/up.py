@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from tfscachectl.cli.admin_client import DEFAULT_ADMIN_URL
 from tfscachectl.local.endpoints import StackEndpoints
 
 _PORT_HELP = "0: any free port"
@@ -35,6 +36,7 @@ class ConsoleReporter:
             ("REST", endpoints.rest_url),
             ("gRPC", endpoints.grpc_target),
             ("metrics", f"http://{endpoints.metrics_address}/metrics"),
+            ("admin API", endpoints.admin_api_url or "-"),
             ("Envoy admin", f"http://{endpoints.admin_address}" if endpoints.admin_address else "-"),
             ("logs", str(endpoints.logs_dir)),
         ]
@@ -46,6 +48,10 @@ class ConsoleReporter:
         out.print(endpoints.curl_command(), markup=False, highlight=False)
         out.print("The same over gRPC, with TF Serving's client stubs:", highlight=False)
         out.print(endpoints.grpc_python_command(), markup=False, highlight=False)
+        out.print(
+            "What the cache holds (also: models, preload, evict, pin; --help on each):", highlight=False
+        )
+        out.print(endpoints.status_command(DEFAULT_ADMIN_URL), markup=False, highlight=False)
         out.print("[dim]Ctrl-C stops everything.[/dim]", highlight=False)
         out.file.flush()
 
@@ -100,6 +106,12 @@ def up(
     metrics_port: Annotated[
         int | None, typer.Option(help=f"The daemon's /metrics port (default: {_PORT_HELP}).")
     ] = None,
+    admin_api_port: Annotated[
+        int | None,
+        typer.Option(
+            help=f"The daemon's admin API port, for tfscachectl status... (default: 18002; {_PORT_HELP})."
+        ),
+    ] = None,
     node_base_port: Annotated[
         int | None,
         typer.Option(help="Node i (from 0) uses 4 ports from this one + 4*i (default: any free ports)."),
@@ -146,6 +158,7 @@ def up(
         "xds_port": xds_port,
         "ext_proc_port": ext_proc_port,
         "metrics_port": metrics_port,
+        "admin_api_port": admin_api_port,
         "node_base_port": node_base_port,
         "example_tenants": example_tenants,
         "example_model": example_model,

@@ -1,7 +1,9 @@
 """The daemon's view of the pool: the nodes, whether their agents answer, and which node holds which model.
 
-Membership is static for now (the settings' node list; the discovery issue adds etcd and Consul). Each
-node's agent is followed through its residency stream: on (re)connection the node's holdings are reset and
+Membership comes from discovery (``set_members``: the static list, etcd or Consul; docs/discovery.md): a
+node that joins gets an agent client and a follower; a node that leaves loses them and its holdings at once,
+so its fast-path routes go with the next snapshot. Each node's agent is followed through its residency
+stream: on (re)connection the node's holdings are reset and
 rebuilt from the stream's first events, so the view never keeps a model a restarted agent no longer has.
 A node whose stream is down keeps its place in placement (its TF Serving may well be serving) but its
 holdings are forgotten until the stream is back.
@@ -43,15 +45,26 @@ class Holding:
     version: int
 
 
+#: Told of the nodes that joined and left (after the view changed).
+MembershipListener = Callable[[frozenset[NodeId], frozenset[NodeId]], None]
+
+
 class Cluster:
     def __init__(self, nodes: Iterable[NodeSettings], client: ClientFactory = AgentClient) -> None:
-        self.nodes: dict[NodeId, NodeSettings] = {NodeId(n.id): n for n in nodes}
-        self.agents: dict[NodeId, AgentClient] = {i: client(n.agent) for i, n in self.nodes.items()}
-        self._held: dict[NodeId, set[tuple[str, int]]] = {node_id: set() for node_id in self.nodes}
+        self._client = client
+        self.nodes: dict[NodeId, NodeSettings] = {}
+        self.agents: dict[NodeId, AgentClient] = {}
+        self._held: dict[NodeId, set[tuple[str, int]]] = {}
         self._connected: set[NodeId] = set()
         self._listeners: list[Callable[[], None]] = []
         self._unloading: list[UnloadingListener] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._membership: list[MembershipListener] = []
+        self._followers: dict[NodeId, asyncio.Task[None]] = {}
+        self._closing: list[AgentClient] = []
+        self._closers: set[asyncio.Task[None]] = set()
+        self._started = False
+        for node in nodes:
+            self._add(node)
         #: The version each name's unversioned requests were last resolved to (by an agent's ensure).
         self.latest: dict[str, int] = {}
         #: This daemon's name to the agents, for the unload protocol (one per process).
@@ -81,6 +94,60 @@ class Cluster:
     def on_unloading(self, listener: UnloadingListener) -> None:
         self._unloading.append(listener)
 
+    def on_membership(self, listener: MembershipListener) -> None:
+        self._membership.append(listener)
+
+    # ----- membership ---------------------------------------------------------------------------
+
+    def set_members(self, members: Iterable[NodeSettings]) -> tuple[frozenset[NodeId], frozenset[NodeId]]:
+        """Make the pool ``members``: returns (joined, left). A node whose addresses changed is replaced;
+        one that is unchanged keeps its agent stream and holdings (a restarted agent keeps its models)."""
+        wanted = {NodeId(m.id): m for m in members}
+        left = {n for n, known in self.nodes.items() if n not in wanted or wanted[n] != known}
+        joined = {n for n, member in wanted.items() if n in left or n not in self.nodes}
+        for node_id in sorted(left):
+            self._remove(node_id)
+        for node_id in sorted(joined):
+            self._add(wanted[node_id])
+        gone, new = frozenset(left - joined), frozenset(joined - left)
+        if left or joined:
+            log.info(
+                "membership_changed joined=%s left=%s replaced=%s nodes=%d",
+                ",".join(sorted(new)) or "-",
+                ",".join(sorted(gone)) or "-",
+                ",".join(sorted(left & joined)) or "-",
+                len(self.nodes),
+            )
+            self._changed()
+            for listener in self._membership:
+                listener(new, gone)
+        return new, gone
+
+    def _add(self, node: NodeSettings) -> None:
+        node_id = NodeId(node.id)
+        self.nodes[node_id] = node
+        self.agents[node_id] = self._client(node.agent)
+        self._held[node_id] = set()
+        if self._started:
+            self._follow_node(node_id)
+
+    def _remove(self, node_id: NodeId) -> None:
+        task = self._followers.pop(node_id, None)
+        if task is not None:
+            task.cancel()
+        client = self.agents.pop(node_id)
+        if self._started:  # calls in flight fail now (the router falls back to the next node)
+            self._closers.add(closing := asyncio.create_task(client.close()))
+            closing.add_done_callback(self._closers.discard)
+        else:
+            self._closing.append(client)
+        del self.nodes[node_id]
+        del self._held[node_id]
+        self._connected.discard(node_id)
+
+    def _follow_node(self, node_id: NodeId) -> None:
+        self._followers[node_id] = asyncio.create_task(self._follow(node_id), name=f"residency-{node_id}")
+
     def note_latest(self, name: str, version: int) -> None:
         """An ensure without version answered ``version``: it is what ``name`` alone means now."""
         if self.latest.get(name) != version:
@@ -94,36 +161,50 @@ class Cluster:
     # ----- following the agents -----------------------------------------------------------------
 
     def start(self) -> None:
+        self._started = True
         for node_id in self.nodes:
-            self._tasks.append(asyncio.create_task(self._follow(node_id), name=f"residency-{node_id}"))
+            self._follow_node(node_id)
 
     async def close(self) -> None:
-        for task in self._tasks:
+        tasks = list(self._followers.values())
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for agent in self.agents.values():
+        for agent in [*self.agents.values(), *self._closing]:
             await agent.close()
+        self._closing.clear()
+        await asyncio.gather(*self._closers, return_exceptions=True)
 
     async def _follow(self, node_id: NodeId) -> None:
         delay = RECONNECT_FIRST_S
         while True:
             try:
-                first = True
+                snapshot: set[tuple[str, int]] | None = set()  # the stream's first events, until synced
                 events = self.agents[node_id].watch_residency(watcher=self.watcher, confirm_unloads=True)
                 async for event in events:
-                    if first:
-                        self._held[node_id] = set()
+                    if event.kind == "synced":
+                        # the node holds exactly this now (a reconnection replaces what was known at once)
+                        self._held[node_id] = snapshot or set()
+                        snapshot = None
                         self._connected.add(node_id)
-                        log.info("agent_connected node=%s", node_id)
-                        first = False
+                        log.info("agent_connected node=%s resident=%d", node_id, len(self._held[node_id]))
                         delay = RECONNECT_FIRST_S
-                    self._apply(node_id, event.kind, event.key.name, event.key.version)
+                        self._changed()
+                        continue
+                    if event.key is None:
+                        continue
+                    key = event.key
+                    if snapshot is not None:
+                        if event.kind == "loaded":
+                            snapshot.add((key.name, key.version))
+                        continue
+                    self._apply(node_id, event.kind, key.name, key.version)
                     self._changed()
                     if event.kind == "unloading":
                         for listener in self._unloading:
-                            listener(node_id, event.key.name, event.key.version)
+                            listener(node_id, key.name, key.version)
             except ServingError as exc:
                 if node_id in self._connected:
                     log.warning("agent_disconnected node=%s error=%r", node_id, exc.message)
@@ -143,8 +224,9 @@ class Cluster:
 
     def note_loaded(self, node_id: NodeId, name: str, version: int) -> None:
         """An ensure just answered: the node holds the model (the stream will say so too, a bit later)."""
-        if (name, version) not in self._held[node_id]:
-            self._held[node_id].add((name, version))
+        held = self._held.get(node_id)
+        if held is not None and (name, version) not in held:  # a node that just left holds nothing
+            held.add((name, version))
             self._changed()
 
     def _changed(self) -> None:

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from tfscachectl.daemon.cluster import Cluster
 from tfscachectl.daemon.extproc import ExtProcCounters
 from tfscachectl.daemon.fastpath import FastPathCounters
+from tfscachectl.daemon.membership import MembershipCounters
 from tfscachectl.daemon.recency import RecencyCounters
 from tfscachectl.daemon.router import RouterCounters
 from xds import XdsCounters
@@ -34,9 +35,10 @@ class _State(Collector):
         cluster: Cluster,
         fast_path: FastPathCounters,
         recency: RecencyCounters,
+        membership: MembershipCounters,
     ) -> None:
         self._extproc, self._router, self._xds, self._cluster = extproc, router, xds, cluster
-        self._fast_path, self._recency = fast_path, recency
+        self._fast_path, self._recency, self._membership = fast_path, recency, membership
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -63,6 +65,15 @@ class _State(Collector):
             ("loads", self._router.loads, "Requests that loaded their model (misses)."),
             ("route_failures", self._router.failures, "Requests no node could serve."),
             ("agent_fallbacks", self._router.fallbacks, "Times an unreachable agent was skipped."),
+        ):
+            yield CounterMetricFamily(PREFIX + name, text, value=value)
+        yield GaugeMetricFamily(PREFIX + "nodes", "Nodes in the pool.", value=len(self._cluster.nodes))
+        for name, value, text in (
+            ("node_joins", self._membership.joins, "Nodes that joined the pool."),
+            ("node_leaves", self._membership.leaves, "Nodes that left the pool."),
+            ("model_moves", self._membership.moves, "Models moved to a node that joined."),
+            ("model_move_failures", self._membership.move_failures, "Moves that failed (the model stayed)."),
+            ("members_refused", self._membership.members_refused, "Registrations with unusable addresses."),
         ):
             yield CounterMetricFamily(PREFIX + name, text, value=value)
         for name, counter, text in (
@@ -118,9 +129,10 @@ class DaemonMetrics:
         cluster: Cluster,
         fast_path: FastPathCounters,
         recency: RecencyCounters,
+        membership: MembershipCounters,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(_State(extproc, router, xds, cluster, fast_path, recency))
+        self.registry.register(_State(extproc, router, xds, cluster, fast_path, recency, membership))
         self.route_seconds = Histogram(
             PREFIX + "fast_path_route_seconds",
             "Time from a model version becoming resident to Envoy acknowledging its fast-path route.",

@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from grpclib.server import Server
 
 from tfscachectl.agent.api.values import ModelHits
 from tfscachectl.core.placement import NodeId
+from tfscachectl.daemon.admin import AdminApi
 from tfscachectl.daemon.cluster import Cluster
 from tfscachectl.daemon.extproc import ExtProcCounters, ExtProcOptions, ExtProcService
 from tfscachectl.daemon.fastpath import (
@@ -33,10 +34,13 @@ from tfscachectl.daemon.fastpath import (
     fast_path_entries,
     holders_by_stat_prefix,
 )
+from tfscachectl.daemon.membership import MembershipCounters, Move, moves_on_join, node_settings
 from tfscachectl.daemon.metrics import DaemonMetrics
 from tfscachectl.daemon.recency import Holders, RecencyCounters, RecencyFeed
 from tfscachectl.daemon.router import PlacementRouter, RouterCounters
-from tfscachectl.daemon.settings import DaemonSettings
+from tfscachectl.daemon.settings import DaemonSettings, NodeSettings
+from tfscachectl.discovery import membership_source
+from tfscachectl.discovery.members import Member
 from tfscachectl.errors import ConfigError, ServingError
 from tfscachectl.metrics_page import MetricsPage
 from xds import (
@@ -60,6 +64,9 @@ from xds.server import AdsServer
 
 log = logging.getLogger(__name__)
 
+#: Models moved at once to nodes that joined (each a load there, then an unload where it was).
+MOVES_AT_ONCE = 2
+
 
 @dataclass(frozen=True)
 class Bound:
@@ -68,12 +75,14 @@ class Bound:
     xds: str
     ext_proc: str
     metrics: str | None
+    admin: str | None = None
 
 
-def cluster_view(settings: DaemonSettings, ext_proc: str) -> ClusterView:
-    """Envoy's configuration input from the settings (every static node healthy)."""
+def cluster_view(settings: DaemonSettings, ext_proc: str, nodes: Iterable[NodeSettings]) -> ClusterView:
+    """Envoy's configuration input from the settings and the current members (each healthy: a node that
+    fails is taken out by Envoy's outlier detection, and by discovery when its registration ends)."""
     return ClusterView(
-        nodes=tuple(NodeView(n.id, Address.parse(n.rest), Address.parse(n.grpc)) for n in settings.nodes),
+        nodes=tuple(NodeView(n.id, Address.parse(n.rest), Address.parse(n.grpc)) for n in nodes),
         ext_proc=Address.parse(ext_proc),
         rest_listener=Address.parse(settings.rest_listen),
         grpc_listener=Address.parse(settings.grpc_listen),
@@ -87,12 +96,13 @@ def cluster_view(settings: DaemonSettings, ext_proc: str) -> ClusterView:
 class Daemon:
     def __init__(self, settings: DaemonSettings) -> None:
         self.settings = settings
-        self.cluster = Cluster(settings.nodes)
+        self.cluster = Cluster(settings.nodes if settings.discovery.kind == "static" else ())
         self.xds_counters = XdsCounters()
         self.cache = SnapshotCache()
         self.ads = AdsServer(self.cache, self.xds_counters)
         extproc_counters, router_counters = ExtProcCounters(), RouterCounters()
         self.fast_path_counters, recency_counters = FastPathCounters(), RecencyCounters()
+        self.membership_counters = MembershipCounters()
         self.metrics = DaemonMetrics(
             extproc_counters,
             router_counters,
@@ -100,6 +110,7 @@ class Daemon:
             self.cluster,
             self.fast_path_counters,
             recency_counters,
+            self.membership_counters,
         )
         self.router = PlacementRouter(
             self.cluster, settings, observe=self.metrics.observe_ensure, counters=router_counters
@@ -116,6 +127,7 @@ class Daemon:
         )
         self._servers: list[Server] = []
         self._page: MetricsPage | None = None
+        self._admin: AdminApi | None = None
         self._version = 0
         self._view: ClusterView | None = None
         self._base: Resources | None = None
@@ -125,27 +137,38 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self.cluster.on_change(self._publish_soon)
         self.cluster.on_unloading(self._withdraw_soon)
+        self.cluster.on_membership(self._membership_changed)
+        self._ext_proc_address = ""
+        self._moving: asyncio.Semaphore | None = None
 
     async def start(self) -> Bound:
         ext_proc = await self._serve(Server([self.extproc]), self.settings.ext_proc_listen, "ext_proc")
-        address = self.settings.daemon_address or ext_proc
-        self.publish(cluster_view(self.settings, address))
+        address = self._ext_proc_address = self.settings.daemon_address or ext_proc
+        self.publish(cluster_view(self.settings, address, self.cluster.nodes.values()))
         xds = await self._serve(Server([self.ads]), self.settings.xds_listen, "xDS")
         metrics = None
         if self.settings.metrics_listen is not None:
             self._page = MetricsPage(self.metrics)
             metrics = await self._page.start(self.settings.metrics_listen)
+        admin = None
+        if self.settings.admin_listen is not None:
+            self._admin = AdminApi(self.cluster, self.settings, self.fast_path_counters, self.router.counters)
+            admin = await self._admin.start(self.settings.admin_listen)
         self.cluster.start()
+        if self.settings.discovery.kind != "static":
+            self._spawn(self._follow_membership())
         if self.settings.fast_path.enabled:
             self.recency.start()
             self._spawn(self._refresh_latest())
-        bound = Bound(xds=xds, ext_proc=ext_proc, metrics=metrics)
+        bound = Bound(xds=xds, ext_proc=ext_proc, metrics=metrics, admin=admin)
         log.info(
-            "daemon_ready xds=%s ext_proc=%s metrics=%s nodes=%d",
+            "daemon_ready xds=%s ext_proc=%s metrics=%s admin=%s discovery=%s nodes=%d",
             bound.xds,
             bound.ext_proc,
             bound.metrics,
-            len(self.settings.nodes),
+            bound.admin,
+            self.settings.discovery.kind,
+            len(self.cluster.nodes),
         )
         return bound
 
@@ -224,8 +247,9 @@ class Daemon:
 
     async def _refresh_latest(self) -> None:
         """Every ``latest_refresh`` seconds, ask a holder of each model routed without version what the
-        latest version is now (a preload: a new version starts loading). A new answer moves the route:
-        until the new version is resident, unversioned requests take the slow path, which waits for it."""
+        latest version is now (``Resolve``: nothing loads, no use is counted). A new version starts loading
+        on that holder, and the unversioned route goes until it is resident: meanwhile unversioned requests
+        take the slow path, which waits for that load."""
         period = self.settings.fast_path.latest_refresh
         while True:
             await asyncio.sleep(period)
@@ -235,13 +259,65 @@ class Daemon:
                 holders = sorted(n for n, models in held.items() if any(m == name for m, _ in models))
                 if not holders:
                     continue
+                agent = self.cluster.agents.get(holders[0])
                 try:
-                    result = await self.cluster.agents[holders[0]].preload(name)
+                    if agent is None:
+                        continue
+                    key = await agent.resolve(name)
+                    if key.version != self.cluster.latest.get(name):
+                        log.info("latest_version_changed model=%s version=%d", name, key.version)
+                        await agent.preload(name, key.version)
                 except ServingError as exc:
                     log.info("latest_refresh_failed model=%s error=%r", name, exc.message)
                     continue
-                self.cluster.note_latest(name, result.key.version)
+                self.cluster.note_latest(name, key.version)
                 await asyncio.sleep(period / max(len(names), 1) / 2)  # spread the calls over the period
+
+    # ----- membership -----------------------------------------------------------------------------
+
+    async def _follow_membership(self) -> None:
+        """Apply every membership discovery reports (it keeps the last one while its backend is away)."""
+        static = [Member(n.id, n.rest, n.grpc, n.agent, n.weight) for n in self.settings.nodes]
+        source = membership_source(self.settings.discovery, static)
+        async for members in source.watch():
+            nodes = [node for member in members.values() if (node := node_settings(member)) is not None]
+            self.membership_counters.members_refused += len(members) - len(nodes)
+            self.cluster.set_members(nodes)
+
+    def _membership_changed(self, joined: frozenset[NodeId], left: frozenset[NodeId]) -> None:
+        """New nodes (or none any more) for Envoy at once; resident models whose place is now a new node
+        move there."""
+        self.membership_counters.joins += len(joined)
+        self.membership_counters.leaves += len(left)
+        self.publish(cluster_view(self.settings, self._ext_proc_address, self.cluster.nodes.values()))
+        if joined:
+            self._spawn(self._rebalance(joined))
+
+    async def _rebalance(self, joined: frozenset[NodeId]) -> None:
+        held = {n: h for n, h in self.cluster.held().items() if self.cluster.connected(n)}
+        moves = moves_on_join(held, self.cluster.live(), self.settings.replicas, joined)
+        if not moves:
+            return
+        log.info("rebalance_start joined=%s moves=%d", ",".join(sorted(joined)), len(moves))
+        self._moving = self._moving or asyncio.Semaphore(MOVES_AT_ONCE)
+        await asyncio.gather(*(self._move(move, self._moving) for move in moves))
+        log.info("rebalance_done joined=%s moves=%d", ",".join(sorted(joined)), len(moves))
+
+    async def _move(self, move: Move, moving: asyncio.Semaphore) -> None:
+        async with moving:
+            target = self.cluster.agents.get(move.to)
+            source = self.cluster.agents.get(move.source)
+            if target is None or source is None:
+                return  # the pool changed again meanwhile
+            try:
+                await target.ensure(move.name, move.version, timeout=self.settings.timeouts.ensure)
+                await source.evict(move.name, move.version)
+            except ServingError as exc:
+                self.membership_counters.move_failures += 1
+                log.warning("move_failed move=%s error=%r", move, exc.message)
+                return
+            self.membership_counters.moves += 1
+            log.info("model_moved model=%s:%d from=%s to=%s", move.name, move.version, move.source, move.to)
 
     def _envoy_admins(self) -> list[str]:
         return [*self.ads.admin_addresses(), *self.settings.fast_path.envoy_admins]
@@ -270,6 +346,8 @@ class Daemon:
         return f"{host}:{bound_port}"
 
     async def stop(self) -> None:
+        if self._admin is not None:  # first: its calls use the agents' clients
+            await self._admin.close()
         await self.recency.close()
         for task in list(self._tasks):
             task.cancel()

@@ -5,12 +5,14 @@ The environment overrides the file; nested settings use ``__``. Built in ``main(
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from tfscachectl.discovery.settings import DiscoverySettings
 from tfscachectl.settings_files import FileThenEnvironment, check_host_port, load_settings_file
 
 ENV_PREFIX = "TFSCACHE_DAEMON_"
@@ -94,6 +96,13 @@ class DaemonSettings(FileThenEnvironment):
     )
     connect_retries: int = Field(2, ge=0, description="a connection failure to a node is retried this often")
     fast_path: FastPathSettings = FastPathSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
+    admin_listen: str | None = Field(
+        "127.0.0.1:18002", description="host:port of the admin API (tfscachectl status...); null: none"
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="the admin API's bearer token; required unless admin_listen is a loopback address"
+    )
 
     @field_validator("xds_listen", "ext_proc_listen", "rest_listen", "grpc_listen")
     @classmethod
@@ -108,9 +117,36 @@ class DaemonSettings(FileThenEnvironment):
             raise ValueError(f"node ids must be unique: {', '.join(duplicates)}")
         return self
 
+    @field_validator("admin_listen")
+    @classmethod
+    def _admin_host_port(cls, value: str | None) -> str | None:
+        return None if value is None else check_host_port(value)
+
+    @model_validator(mode="after")
+    def _admin_protected(self) -> DaemonSettings:
+        if self.admin_token is not None and not self.admin_token.get_secret_value().strip():
+            raise ValueError("admin_token is empty")
+        if self.admin_listen is not None and self.admin_token is None and not is_loopback(self.admin_listen):
+            raise ValueError(
+                f"the admin API would listen on {self.admin_listen}, which is not a loopback address, "
+                f"with no token: set admin_token ({ENV_PREFIX}ADMIN_TOKEN), or admin_listen to 127.0.0.1:PORT"
+            )
+        return self
+
     @property
     def ext_proc_address(self) -> str:
         return self.daemon_address or self.ext_proc_listen
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether ``host:port`` listens on this machine only (127.0.0.0/8, ::1 or ``localhost``)."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_daemon_settings(path: Path | None = None, **values: Any) -> DaemonSettings:

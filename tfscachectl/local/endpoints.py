@@ -32,6 +32,19 @@ class StackEndpoints:
     nodes: int
     max_models: int | None
     python: str = sys.executable
+    admin_api_address: str | None = None  # the daemon's admin API
+
+    @property
+    def admin_api_url(self) -> str | None:
+        return None if self.admin_api_address is None else f"http://{self.admin_api_address}"
+
+    def status_command(self, default_url: str) -> str:
+        """``tfscachectl status`` (the console script next to this Python when there is one), with
+        ``--admin`` when the admin API is not at ``default_url``."""
+        script = Path(self.python).with_name("tfscachectl")
+        program = shlex.quote(_short_path(str(script))) if script.is_file() else "tfscachectl"
+        url = self.admin_api_url
+        return f"{program} status" if url in (None, default_url) else f"{program} status --admin {url}"
 
     @property
     def client_host(self) -> str:

@@ -137,7 +137,7 @@ def plan_stack(
         log_path=layout.log("daemon"),
         probe=PortAccepts(LOOPBACK, ports.xds),
         env=extra_env,
-        ports=(ports.xds, ports.ext_proc, ports.metrics),
+        ports=(ports.xds, ports.ext_proc, ports.metrics, ports.admin_api),
     )
     bootstrap = BootstrapSettings(
         xds_host=LOOPBACK, xds_port=ports.xds, admin_host=LOOPBACK, admin_port=ports.admin
@@ -193,6 +193,7 @@ def _daemon_settings(settings: StackSettings, ports: StackPorts, ids: tuple[str,
         "xds_listen": f"{LOOPBACK}:{ports.xds}",
         "ext_proc_listen": f"{LOOPBACK}:{ports.ext_proc}",
         "metrics_listen": f"{LOOPBACK}:{ports.metrics}",
+        "admin_listen": f"{LOOPBACK}:{ports.admin_api}",
         "rest_listen": f"{settings.host}:{ports.rest}",
         "grpc_listen": f"{settings.host}:{ports.grpc}",
         "replicas": settings.replicas,

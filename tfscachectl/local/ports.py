@@ -41,11 +41,12 @@ class StackPorts:
     ext_proc: int
     metrics: int
     nodes: tuple[NodePorts, ...]
+    admin_api: int = 0  # the daemon's admin API
 
     def all(self) -> tuple[int, ...]:
         """Every port the stack listens on (the admin port when it is fixed)."""
         fixed = (self.rest, self.grpc, self.xds, self.ext_proc, self.metrics)
-        admin = (self.admin,) if self.admin else ()
+        admin = tuple(port for port in (self.admin, self.admin_api) if port)
         return (*fixed, *admin, *(port for node in self.nodes for port in node))
 
 
@@ -96,6 +97,7 @@ def allocate_ports(settings: StackSettings) -> StackPorts:
         "xds_port": settings.xds_port,
         "ext_proc_port": settings.ext_proc_port,
         "metrics_port": settings.metrics_port,
+        "admin_api_port": settings.admin_api_port,
     }
     for index, node in enumerate(node_ports):
         if node is not None:
@@ -110,6 +112,7 @@ def allocate_ports(settings: StackSettings) -> StackPorts:
         xds=picker.pick(settings.xds_port),
         ext_proc=picker.pick(settings.ext_proc_port),
         metrics=picker.pick(settings.metrics_port),
+        admin_api=picker.pick(settings.admin_api_port),
         nodes=tuple(
             node or NodePorts(picker.pick(0), picker.pick(0), picker.pick(0), picker.pick(0))
             for node in node_ports

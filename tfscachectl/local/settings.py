@@ -19,6 +19,8 @@ from tfscachectl.stores.locations import parse_store_url
 
 DEFAULT_STATE_DIR = Path(".tfscache")
 DEFAULT_EXAMPLE_TENANTS = 20
+#: The daemon's admin API: the port ``tfscachectl status`` and the other operator commands call by default.
+DEFAULT_ADMIN_API_PORT = 18002
 _MAX_PORT = 65535
 
 Port = int
@@ -60,6 +62,9 @@ class StackSettings(BaseModel):
     xds_port: Port = Field(0, ge=0, le=_MAX_PORT, description="the daemon's xDS server (0: any free port)")
     ext_proc_port: Port = Field(0, ge=0, le=_MAX_PORT, description="the daemon's ext_proc server (0: any)")
     metrics_port: Port = Field(0, ge=0, le=_MAX_PORT, description="the daemon's /metrics page (0: any)")
+    admin_api_port: Port = Field(
+        DEFAULT_ADMIN_API_PORT, ge=0, le=_MAX_PORT, description="the daemon's admin API (0: any free port)"
+    )
     node_base_port: Port | None = Field(
         None,
         ge=1,

@@ -176,6 +176,7 @@ def _endpoints(
         grpc_port=plan.ports.grpc,
         admin_address=admin,
         metrics_address=f"{LOOPBACK}:{plan.ports.metrics}",
+        admin_api_address=f"{LOOPBACK}:{plan.ports.admin_api}",
         example_model=example_model,
         logs_dir=layout.logs_dir,
         store=plan.store,

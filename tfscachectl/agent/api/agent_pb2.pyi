@@ -29,6 +29,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_LOADED: _ClassVar[EventKind]
     EVENT_KIND_UNLOADING: _ClassVar[EventKind]
     EVENT_KIND_UNLOADED: _ClassVar[EventKind]
+    EVENT_KIND_SYNCED: _ClassVar[EventKind]
 OUTCOME_UNSPECIFIED: Outcome
 OUTCOME_HIT: Outcome
 OUTCOME_LOADED: Outcome
@@ -43,6 +44,7 @@ EVENT_KIND_UNSPECIFIED: EventKind
 EVENT_KIND_LOADED: EventKind
 EVENT_KIND_UNLOADING: EventKind
 EVENT_KIND_UNLOADED: EventKind
+EVENT_KIND_SYNCED: EventKind
 
 class ModelKey(_message.Message):
     __slots__ = ("name", "version")
@@ -211,6 +213,24 @@ class TouchRequest(_message.Message):
     hits: _containers.RepeatedCompositeFieldContainer[ModelHits]
     def __init__(self, hits: _Optional[_Iterable[_Union[ModelHits, _Mapping]]] = ...) -> None: ...
 
+class ResolveRequest(_message.Message):
+    __slots__ = ("name", "version", "label")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    label: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
+
+class ResolveResponse(_message.Message):
+    __slots__ = ("key", "resident")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    RESIDENT_FIELD_NUMBER: _ClassVar[int]
+    key: ModelKey
+    resident: bool
+    def __init__(self, key: _Optional[_Union[ModelKey, _Mapping]] = ..., resident: _Optional[bool] = ...) -> None: ...
+
 class TouchResponse(_message.Message):
     __slots__ = ("accepted", "ignored")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
@@ -218,3 +238,44 @@ class TouchResponse(_message.Message):
     accepted: int
     ignored: int
     def __init__(self, accepted: _Optional[int] = ..., ignored: _Optional[int] = ...) -> None: ...
+
+class ListStoreRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class StoredModelVersion(_message.Message):
+    __slots__ = ("version", "bytes")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    bytes: int
+    def __init__(self, version: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class StoredModel(_message.Message):
+    __slots__ = ("name", "versions", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    versions: _containers.RepeatedCompositeFieldContainer[StoredModelVersion]
+    labels: _containers.ScalarMap[str, int]
+    def __init__(self, name: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[StoredModelVersion, _Mapping]]] = ..., labels: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class ListStoreResponse(_message.Message):
+    __slots__ = ("store", "models", "truncated")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    models: _containers.RepeatedCompositeFieldContainer[StoredModel]
+    truncated: bool
+    def __init__(self, store: _Optional[str] = ..., models: _Optional[_Iterable[_Union[StoredModel, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...

@@ -69,6 +69,16 @@ class NodeAgentStub:
                 request_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.TouchRequest.SerializeToString,
                 response_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.TouchResponse.FromString,
                 _registered_method=True)
+        self.ListStore = channel.unary_unary(
+                '/tfscache.agent.v1.NodeAgent/ListStore',
+                request_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ListStoreRequest.SerializeToString,
+                response_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ListStoreResponse.FromString,
+                _registered_method=True)
+        self.Resolve = channel.unary_unary(
+                '/tfscache.agent.v1.NodeAgent/Resolve',
+                request_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveRequest.SerializeToString,
+                response_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer:
@@ -126,6 +136,22 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStore(self, request, context):
+        """What the model store holds: every model (up to a limit), its versions with their sizes, and its labels.
+        Reads the store (for S3, a listing per model and version): meant for operators, not for every request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resolve(self, request, context):
+        """The version a request would get (as given, by label, or the latest in the store), without loading it or
+        counting a use: how the daemon checks that its routes for a model's latest version are still right.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +189,16 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.Touch,
                     request_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.TouchRequest.FromString,
                     response_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.TouchResponse.SerializeToString,
+            ),
+            'ListStore': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStore,
+                    request_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ListStoreRequest.FromString,
+                    response_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ListStoreResponse.SerializeToString,
+            ),
+            'Resolve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resolve,
+                    request_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveRequest.FromString,
+                    response_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +390,60 @@ class NodeAgent:
             '/tfscache.agent.v1.NodeAgent/Touch',
             tfscachectl_dot_agent_dot_api_dot_agent__pb2.TouchRequest.SerializeToString,
             tfscachectl_dot_agent_dot_api_dot_agent__pb2.TouchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tfscache.agent.v1.NodeAgent/ListStore',
+            tfscachectl_dot_agent_dot_api_dot_agent__pb2.ListStoreRequest.SerializeToString,
+            tfscachectl_dot_agent_dot_api_dot_agent__pb2.ListStoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resolve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tfscache.agent.v1.NodeAgent/Resolve',
+            tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveRequest.SerializeToString,
+            tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveResponse.FromString,
             options,
             channel_credentials,
             insecure,

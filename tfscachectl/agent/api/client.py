@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 
 from tfscachectl.agent.api import agent_pb2, agent_pb2_grpc, wire
-from tfscachectl.agent.api.values import EnsureResult, ModelHits, NodeStatus, ResidencyEvent
+from tfscachectl.agent.api.values import EnsureResult, ModelHits, NodeStatus, ResidencyEvent, StoreListing
 from tfscachectl.core.refs import ModelKey
 from tfscachectl.errors import Code, ServingError
 
@@ -39,6 +39,7 @@ class ClientTimeouts:
     ensure: float = (
         330.0  # ensure and pin when the caller gives no timeout (the agent caps at timeouts.ensure)
     )
+    listing: float = 120.0  # ListStore: reads the whole store (for S3, one listing per model and version)
 
 
 class AgentClient:
@@ -130,6 +131,23 @@ class AgentClient:
     async def status(self) -> NodeStatus:
         response = await self._call(self._rpc.Status, agent_pb2.StatusRequest(), self.timeouts.call)
         return wire.decode_status(response)
+
+    async def resolve(self, name: str, version: int | None = None, *, label: str | None = None) -> ModelKey:
+        """The version a request for ``name`` (a version, a label, or the latest) would get; nothing loads."""
+        request = agent_pb2.ResolveRequest(name=name)
+        if version is not None:
+            request.version = version
+        elif label is not None:
+            request.label = label
+        response = await self._call(self._rpc.Resolve, request, self.timeouts.call)
+        return wire.decode_key(response.key)
+
+    async def list_store(self, limit: int | None = None) -> StoreListing:
+        """What the model store holds: models (up to ``limit``; None: the agent's default), their versions
+        with sizes, and their labels."""
+        request = agent_pb2.ListStoreRequest(limit=limit or 0)
+        response = await self._call(self._rpc.ListStore, request, self.timeouts.listing)
+        return wire.decode_listing(response)
 
     async def touch(self, hits: Iterable[ModelHits]) -> int:
         """Report hits served without the agent; returns how many entries it accepted."""

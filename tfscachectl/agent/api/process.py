@@ -2,9 +2,10 @@
 
 Start-up: open the store, start the agent (which waits up to ``timeouts.ready`` for TF Serving; its unloads
 wait for the API's confirming watchers, see ``tfscachectl.agent.gate``), start the metrics watcher, the API
-on ``listen`` and the ``/metrics`` page on ``metrics_listen``, then log ``agent_ready``. SIGTERM or SIGINT
-(also while starting) stops it: residency streams end, calls in flight get ``SHUTDOWN_GRACE_SECONDS``, the
-agent closes; the exit status is 0. Failures to start are raised
+on ``listen``, register the node with discovery (etcd or Consul; nothing for static) and the ``/metrics``
+page on ``metrics_listen``, then log ``agent_ready``. On the way out the registration goes first.
+SIGTERM or SIGINT (also while starting) stops it: residency streams end, calls in flight get
+``SHUTDOWN_GRACE_SECONDS``, the agent closes; the exit status is 0. Failures to start are raised
 (``ConfigError``, ``StoreError``, ``ServingError`` when TF Serving does not answer).
 """
 
@@ -21,6 +22,7 @@ from tfscachectl.agent.gate import WatcherGate
 from tfscachectl.agent.metrics import AgentMetrics
 from tfscachectl.agent.node import NodeAgent
 from tfscachectl.agent.settings import AgentSettings
+from tfscachectl.discovery import registration as discovery_registration
 from tfscachectl.metrics_page import MetricsPage
 from tfscachectl.stores import open_store
 
@@ -50,6 +52,10 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event | None = None) 
         server = AgentServer(AgentService(agent, metrics, gate))
         listen = await server.start(settings.listen)
         stack.push_async_callback(server.stop, SHUTDOWN_GRACE_SECONDS)
+        registration = discovery_registration(settings.discovery)
+        if registration is not None:  # leaves the pool first on the way out, before the API stops
+            await registration.start(settings.member(listen))
+            stack.push_async_callback(registration.close)
         metrics_listen = "-"
         if settings.metrics_listen is not None:
             page = MetricsPage(metrics)

@@ -10,6 +10,9 @@ Deadlines: an ``Ensure`` waits at most the caller's remaining gRPC deadline, les
 (so the caller gets the agent's own DEADLINE_EXCEEDED message, not its channel's), and never more than the
 agent's ``timeouts.ensure``. A load outlives a caller that gives up: the agent owns it.
 
+``ListStore`` reads the store in worker threads (a few models at a time) and answers at most ``limit``
+models (``DEFAULT_LISTING_LIMIT`` when the caller gives none), telling whether there were more.
+
 ``WatchResidency`` streams never end on their own; at shutdown they end with UNAVAILABLE ("shutting down")
 before the server stops, so a watching daemon does not hold the shutdown for its grace period. A stream that
 names its ``watcher`` is registered with the unload gate (``tfscachectl.agent.gate.WatcherGate``) for as
@@ -29,10 +32,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 import grpc
 
 from tfscachectl.agent.api import agent_pb2, agent_pb2_grpc, wire
-from tfscachectl.agent.api.values import Outcome
+from tfscachectl.agent.api.values import Outcome, StoredModel, StoredModelVersion, StoreListing
 from tfscachectl.agent.gate import WatcherGate
 from tfscachectl.core import ModelKey, ResidencyState
-from tfscachectl.errors import Code, ConfigError, ServingError
+from tfscachectl.errors import Code, ConfigError, ModelNotInStoreError, ServingError, StoreError
+from tfscachectl.stores.base import ModelStore
 
 if TYPE_CHECKING:
     from tfscachectl.agent.node import NodeAgent
@@ -41,6 +45,11 @@ log = logging.getLogger(__name__)
 
 #: An ensure gives up this long before the caller's deadline, so its own DEADLINE_EXCEEDED gets back.
 DEADLINE_MARGIN_SECONDS = 0.05
+
+#: ``ListStore`` answers at most this many models when the caller gives no limit.
+DEFAULT_LISTING_LIMIT = 10_000
+#: ``ListStore`` reads this many models from the store at once (each in a worker thread).
+LISTING_CONCURRENCY = 8
 
 _GRPC_CODES: dict[int, Any] = {status.value[0]: status for status in grpc.StatusCode}
 _ERROR_METADATA = ((wire.ERROR_SOURCE_KEY, wire.ERROR_SOURCE_AGENT),)
@@ -255,7 +264,7 @@ class AgentService:
         # so not among its first events): that unload waits out timeouts.unload_gate. Late, never unsafe.
         with self._watching(request):
             try:
-                async for event in self._until_closing(self._agent.events()):
+                async for event in self._until_closing(self._agent.events(synced=True)):
                     yield wire.encode_event(event)
             except Exception as exc:
                 await _abort(context, "WatchResidency", exc)
@@ -287,6 +296,27 @@ class AgentService:
         awaited = self._gate is not None and self._gate.confirm(request.watcher, key)
         return agent_pb2.ConfirmUnloadResponse(awaited=awaited)
 
+    # ----- the store ----------------------------------------------------------------------------
+
+    @_unary
+    async def Resolve(self, request: agent_pb2.ResolveRequest, context: Any) -> agent_pb2.ResolveResponse:
+        selector = request.WhichOneof("selector")
+        version = request.version if selector == "version" else None
+        label = request.label if selector == "label" else None
+        key = await self._agent.resolve(request.name, version, label)
+        return agent_pb2.ResolveResponse(
+            key=wire.encode_key(key), resident=self._state(key) is ResidencyState.RESIDENT
+        )
+
+    @_unary
+    async def ListStore(
+        self, request: agent_pb2.ListStoreRequest, context: Any
+    ) -> agent_pb2.ListStoreResponse:
+        if request.limit < 0:
+            raise ServingError(Code.INVALID_ARGUMENT, f"ListStore limit cannot be negative: {request.limit}")
+        listing = await list_store(self._agent.store, request.limit or DEFAULT_LISTING_LIMIT)
+        return wire.encode_listing(listing)
+
     async def _until_closing(self, items: AsyncIterator[_T]) -> AsyncIterator[_T]:
         """``items`` until ``close()``; then the pending read is cancelled and ``items`` closed."""
         closing = asyncio.ensure_future(self._closing.wait())
@@ -312,6 +342,52 @@ class AgentService:
             aclose = getattr(items, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+async def list_store(store: ModelStore, limit: int) -> StoreListing:
+    """The first ``limit`` models of ``store`` by name, with their versions, sizes and labels.
+
+    Store calls run in worker threads, ``LISTING_CONCURRENCY`` models at a time. A model or version removed
+    while the listing runs is left out; a store that fails is UNAVAILABLE ``Model store error: ...``.
+    """
+    try:
+        names = await asyncio.to_thread(store.list_models)
+    except StoreError as exc:
+        raise ServingError(Code.UNAVAILABLE, f"Model store error: {exc}") from exc
+    chosen = names[:limit]
+    slots = asyncio.Semaphore(LISTING_CONCURRENCY)
+
+    async def one(name: str) -> StoredModel | None:
+        async with slots:
+            return await asyncio.to_thread(_stored_model, store, name)
+
+    try:
+        models = await asyncio.gather(*(one(name) for name in chosen))
+    except StoreError as exc:
+        raise ServingError(Code.UNAVAILABLE, f"Model store error: {exc}") from exc
+    return StoreListing(store.url, tuple(m for m in models if m is not None), len(names) > limit)
+
+
+def _stored_model(store: ModelStore, name: str) -> StoredModel | None:
+    """One model's versions with their sizes, and its labels; None if it is gone (runs in a thread)."""
+    try:
+        versions = store.list_versions(name)
+    except ModelNotInStoreError:
+        return None
+    sized: list[StoredModelVersion] = []
+    for version in versions:
+        try:
+            sized.append(StoredModelVersion(version, store.describe(name, version).total_bytes))
+        except ModelNotInStoreError:
+            continue
+    try:
+        labels = store.read_labels(name)
+    except ModelNotInStoreError:
+        return None
+    except StoreError as exc:  # an unreadable labels.json: the listing goes on without its labels
+        log.warning("store_labels_unreadable model=%s error=%r", name, str(exc))
+        labels = {}
+    return StoredModel(name, tuple(sized), labels)
 
 
 class AgentServer:

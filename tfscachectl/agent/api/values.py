@@ -14,7 +14,7 @@ from typing import Literal
 from tfscachectl.core.refs import ModelKey
 
 Outcome = Literal["hit", "loaded", "joined", "started"]
-EventKind = Literal["loaded", "unloading", "unloaded"]
+EventKind = Literal["loaded", "unloading", "unloaded", "synced"]
 ModelState = Literal["loading", "resident", "unloading", "cached"]
 
 
@@ -28,7 +28,8 @@ class EnsureResult:
 @dataclass(frozen=True, slots=True)
 class ResidencyEvent:
     kind: EventKind
-    key: ModelKey
+    key: ModelKey | None
+    """None only for ``synced`` (the end of a stream's first snapshot)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +78,29 @@ class ModelHits:
     version: int
     hits: int
     unix_time: float  # when the last of them was served
+
+
+@dataclass(frozen=True, slots=True)
+class StoredModelVersion:
+    """One version in the model store and the total size of its files."""
+
+    version: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredModel:
+    """A model in the store: its versions (ascending) and its labels (label -> version)."""
+
+    name: str
+    versions: tuple[StoredModelVersion, ...]
+    labels: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreListing:
+    """What the store holds, as an agent listed it; ``truncated``: more models than the limit asked."""
+
+    store: str
+    models: tuple[StoredModel, ...]
+    truncated: bool = False

@@ -19,6 +19,9 @@ from tfscachectl.agent.api.values import (
     NodeStatus,
     Outcome,
     ResidencyEvent,
+    StoredModel,
+    StoredModelVersion,
+    StoreListing,
 )
 from tfscachectl.core.refs import ModelKey
 from tfscachectl.errors import Code, ServingError
@@ -45,6 +48,7 @@ EVENT_KINDS: dict[EventKind, agent_pb2.EventKind] = {
     "loaded": agent_pb2.EVENT_KIND_LOADED,
     "unloading": agent_pb2.EVENT_KIND_UNLOADING,
     "unloaded": agent_pb2.EVENT_KIND_UNLOADED,
+    "synced": agent_pb2.EVENT_KIND_SYNCED,
 }
 
 
@@ -83,11 +87,14 @@ def decode_ensure(message: agent_pb2.EnsureResponse) -> EnsureResult:
 
 
 def encode_event(event: ResidencyEvent) -> agent_pb2.ResidencyEvent:
+    if event.key is None:
+        return agent_pb2.ResidencyEvent(kind=EVENT_KINDS[event.kind])
     return agent_pb2.ResidencyEvent(kind=EVENT_KINDS[event.kind], key=encode_key(event.key))
 
 
 def decode_event(message: agent_pb2.ResidencyEvent) -> ResidencyEvent:
-    return ResidencyEvent(_name_of(EVENT_KINDS, message.kind, "residency event"), decode_key(message.key))
+    kind = _name_of(EVENT_KINDS, message.kind, "residency event")
+    return ResidencyEvent(kind, None if kind == "synced" else decode_key(message.key))
 
 
 # ----- status -------------------------------------------------------------------------------------
@@ -158,4 +165,39 @@ def decode_status(message: agent_pb2.StatusResponse) -> NodeStatus:
         disk_used_bytes=message.disk_used_bytes,
         models=tuple(_decode_model(m) for m in message.models),
         counters=dict(message.counters),
+    )
+
+
+# ----- the store's listing ------------------------------------------------------------------------
+
+
+def encode_listing(listing: StoreListing) -> agent_pb2.ListStoreResponse:
+    return agent_pb2.ListStoreResponse(
+        store=listing.store,
+        models=[
+            agent_pb2.StoredModel(
+                name=model.name,
+                versions=[
+                    agent_pb2.StoredModelVersion(version=v.version, bytes=v.bytes) for v in model.versions
+                ],
+                labels=dict(model.labels),
+            )
+            for model in listing.models
+        ],
+        truncated=listing.truncated,
+    )
+
+
+def decode_listing(message: agent_pb2.ListStoreResponse) -> StoreListing:
+    return StoreListing(
+        store=message.store,
+        models=tuple(
+            StoredModel(
+                name=model.name,
+                versions=tuple(StoredModelVersion(v.version, v.bytes) for v in model.versions),
+                labels=dict(model.labels),
+            )
+            for model in message.models
+        ),
+        truncated=message.truncated,
     )
