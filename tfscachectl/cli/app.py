@@ -12,6 +12,7 @@ from tfscachectl import __version__, logs
 from tfscachectl.cli import operate
 from tfscachectl.cli.admin_client import AdminError
 from tfscachectl.cli.agent import agent as agent_command
+from tfscachectl.cli.envoy_bootstrap import envoy_bootstrap as envoy_bootstrap_command
 from tfscachectl.cli.models import models as models_command
 from tfscachectl.cli.serve import serve as serve_command
 from tfscachectl.cli.status import status as status_command
@@ -62,6 +63,7 @@ def tf_serving(ctx: typer.Context) -> None:
 app.command("agent")(agent_command)
 app.command("serve")(serve_command)
 app.command("up")(up_command)
+app.command("envoy-bootstrap")(envoy_bootstrap_command)
 # the operator commands, against the daemon's admin API
 app.command("status")(status_command)
 app.command("models")(models_command)
