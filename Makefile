@@ -38,6 +38,13 @@ UP_ARGS ?=
 demo: $(STAMP)
 	$(BIN)/tfscachectl up $(UP_ARGS)
 
+# Side-by-side measurements on this machine (bench/RESULTS.md, committed): installs h2load and nginx first
+# (apt-get, when missing). Options: make bench BENCH_ARGS='--duration 10 --only a,b'.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	bench/tools.sh
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 # The node agent's gRPC API: regenerate its Python modules (next to the .proto) after editing the .proto.
 AGENT_PROTO := tfscachectl/agent/api/agent.proto
 protos: $(STAMP)

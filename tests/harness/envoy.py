@@ -19,6 +19,7 @@ import yaml
 
 from tests.harness.binaries import envoy_binary
 from tests.harness.processes import LOOPBACK, ManagedProcess, ProcessRegistry, wait_until
+from tfscachectl.envoy_launcher import QUIET_COMPONENTS
 
 ENVOY_READY_TIMEOUT_S = 30.0
 ENVOY_ADMIN_TIMEOUT_S = 2.0
@@ -53,6 +54,7 @@ class EnvoyProcess:
             "--use-dynamic-base-id",
             "--log-level",
             log_level,
+            *QUIET_COMPONENTS,
             *(["--concurrency", str(concurrency)] if concurrency is not None else []),
             *extra_args,
         ]

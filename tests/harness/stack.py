@@ -149,6 +149,7 @@ def start_stack(
     env: dict[str, str] | None = None,
     backend_flags: Sequence[str] = ("--max_num_load_retries=0",),
     serving_addresses: Mapping[str, tuple[str, str]] | None = None,
+    envoy_log_level: str = "info",
 ) -> Stack:
     """Start ``nodes`` backends and agents on ``store``, the daemon and Envoy; wait until all are ready.
 
@@ -215,7 +216,9 @@ def start_stack(
     bootstrap = render_bootstrap(
         BootstrapSettings(xds_host=LOOPBACK, xds_port=xds_port, admin_port=free_port())
     )
-    envoy = EnvoyProcess(registry, bootstrap, work_dir / "envoy", name="envoy").start()
+    envoy = EnvoyProcess(
+        registry, bootstrap, work_dir / "envoy", name="envoy", log_level=envoy_log_level
+    ).start()
     wait_until(
         lambda: port_accepts(rest_port) and port_accepts(grpc_port),
         LISTENERS_READY_TIMEOUT_S,

@@ -1,0 +1,174 @@
+"""What each filter of the gRPC fast path costs Envoy, against the nginx stand-in (gRPC, 16 connections).
+
+A gRPC request names its model in the body, so a gRPC hit needs filters a REST hit does not: the field
+extraction (parses the first message), ``set_filter_state`` (the model key, then the route is chosen again),
+and ext_proc, which stays in the filter chain (the chain is made for the route chosen before the key is
+known) though the fast-path route turns it off. Each variant is a static Envoy config adding one of them;
+the table gives requests/s, p50 and Envoy's CPU per request. Run by hand (not part of ``make bench``)::
+
+    .venv/bin/python -m bench.grpc_filter_cost
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.load import LoadSettings, grpc_target, run_load
+from bench.payloads import write_payloads
+from bench.standin import NginxStandIn
+from tests.harness.envoy import EnvoyProcess
+from tests.harness.processes import ProcessRegistry, free_port, port_accepts, wait_until
+from tfscachectl.envoy_launcher import envoy_file
+from xds.descriptors import DESCRIPTOR_SET_NAME
+from xds.fastpath import GRPC_KEY_FORMAT
+
+CONCURRENCY = 16
+ROUNDS = 2
+_TYPES = "type.googleapis.com/envoy.extensions.filters"
+VARIANTS = (
+    ("static route", ()),
+    ("+ grpc_field_extraction", ("extract",)),
+    ("+ set_filter_state, route chosen again", ("extract", "key")),
+    ("+ ext_proc in the chain, off for the route", ("extract", "key", "ext_proc")),
+)
+
+
+def _filter(kind: str) -> dict[str, Any]:
+    if kind == "extract":
+        fields: dict[str, dict[str, Any]] = {
+            f: {} for f in ("model_spec.name", "model_spec.version.value", "model_spec.version_label")
+        }
+        return {
+            "name": "envoy.filters.http.grpc_field_extraction",
+            "typed_config": {
+                "@type": f"{_TYPES}.http.grpc_field_extraction.v3.GrpcFieldExtractionConfig",
+                "descriptor_set": {"filename": str(envoy_file(DESCRIPTOR_SET_NAME))},
+                "extractions_by_method": {
+                    "tensorflow.serving.PredictionService.Predict": {"request_field_extractions": fields}
+                },
+            },
+        }
+    if kind == "key":
+        value: dict[str, Any] = {"object_key": "tfscache.model_key", "factory_key": "envoy.string"}
+        value["format_string"] = {"text_format_source": {"inline_string": GRPC_KEY_FORMAT}}
+        return {
+            "name": "envoy.filters.http.set_filter_state",
+            "typed_config": {
+                "@type": f"{_TYPES}.http.set_filter_state.v3.Config",
+                "clear_route_cache": True,
+                "on_request_headers": [value],
+            },
+        }
+    return {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": f"{_TYPES}.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {"envoy_grpc": {"cluster_name": "upstream"}},
+        },
+    }
+
+
+def bootstrap(filters: tuple[str, ...], port: int, upstream: str) -> dict[str, Any]:
+    host, _, upstream_port = upstream.rpartition(":")
+    route: dict[str, Any] = {"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}
+    if "ext_proc" in filters:
+        route["typed_per_filter_config"] = {
+            "envoy.filters.http.ext_proc": {
+                "@type": f"{_TYPES}.http.ext_proc.v3.ExtProcPerRoute",
+                "disabled": True,
+            }
+        }
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": f"{_TYPES}.http.router.v3.Router"},
+    }
+    manager = {
+        "@type": f"{_TYPES}.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "grpc",
+        "codec_type": "HTTP2",
+        "http_filters": [*(_filter(f) for f in filters), router],
+        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
+    }
+    http2 = {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }
+    }
+    endpoint = {"address": {"socket_address": {"address": host, "port_value": int(upstream_port)}}}
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "grpc",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": manager,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "upstream",
+                    "connect_timeout": "1s",
+                    "typed_extension_protocol_options": http2,
+                    "load_assignment": {
+                        "cluster_name": "upstream",
+                        "endpoints": [{"lb_endpoints": [{"endpoint": endpoint}]}],
+                    },
+                }
+            ],
+        },
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="tfscache-grpc-cost-") as temp:
+        work = Path(temp)
+        registry = ProcessRegistry(work / "logs")
+        try:
+            nginx = NginxStandIn(registry, work / "nginx").start()
+            payloads = write_payloads(work / "payloads")
+            print("| filters | requests/s | p50 ms | Envoy CPU µs / request |\n|---|---:|---:|---:|")
+            for round_number in range(ROUNDS):
+                for label, filters in VARIANTS:
+                    port = free_port()
+                    name = f"envoy-{round_number}-{len(filters)}"
+                    config = bootstrap(filters, port, nginx.grpc_address)
+                    envoy = EnvoyProcess(
+                        registry, config, work / name, name=name, log_level="warning"
+                    ).start()
+                    wait_until(lambda: port_accepts(port), 10, "Envoy's listener")  # noqa: B023 (awaited here)
+                    before = cpu_seconds(envoy.process.pid)
+                    target = grpc_target(f"127.0.0.1:{port}", payloads.grpc_body)
+                    result = run_load(
+                        target, CONCURRENCY, LoadSettings(duration_s=4, warm_up_s=0.5), work / "h2load"
+                    )
+                    per_request = 1e6 * (cpu_seconds(envoy.process.pid) - before) / max(result.requests, 1)
+                    print(
+                        f"| {label} | {result.rps:,.0f} | {result.p50_ms:.3f} | {per_request:.1f} |",
+                        flush=True,
+                    )
+                    envoy.stop()
+        finally:
+            registry.stop_all()
+
+
+if __name__ == "__main__":
+    main()
