@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from envoy_data_plane.envoy.config.core.v3 import ControlPlane
@@ -86,6 +86,7 @@ class AdsServer(AggregatedDiscoveryServiceBase):
         self.counters = counters if counters is not None else XdsCounters()
         self._streams: dict[int, StreamState] = {}
         self._admins: dict[int, str] = {}
+        self._admin_listeners: list[Callable[[str], None]] = []
         self._stream_ids = itertools.count(1)
         self._progress = asyncio.Event()
 
@@ -128,6 +129,10 @@ class AdsServer(AggregatedDiscoveryServiceBase):
             )
             for state in self._streams.values()
         ]
+
+    def on_admin(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener`` with an Envoy's admin address when its stream opens (before any route)."""
+        self._admin_listeners.append(listener)
 
     def admin_addresses(self) -> list[str]:
         """The admin addresses the connected Envoys gave (those that gave one)."""
@@ -193,6 +198,8 @@ class AdsServer(AggregatedDiscoveryServiceBase):
             admin = _admin_address(message)
             if admin:
                 self._admins[state.stream_id] = admin
+                for listener in self._admin_listeners:
+                    listener(admin)
         request = request_of(message)
         kind = state.receive(request)
         short = type_urls.short_name(request.type_url)

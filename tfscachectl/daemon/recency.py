@@ -136,6 +136,15 @@ class RecencyFeed:
             except Exception:  # one bad round must not end the feed
                 log.exception("recency_round_failed")
 
+    async def baseline(self, admin: str) -> None:
+        """Read a newly connected Envoy's counters at once, before it routes anything for this daemon, so
+        that the hits it serves from then on all count (the first reading of an Envoy is a baseline)."""
+        if admin in self._last or self._session is None:
+            return
+        current = await self._read(admin)
+        if current is not None and admin not in self._last:
+            self._last[admin] = current
+
     async def read_once(self) -> dict[NodeId, list[ModelHits]]:
         """One round: read every Envoy, report the hits; returns what was reported."""
         admins = sorted(set(self._admins()))

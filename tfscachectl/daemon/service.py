@@ -138,6 +138,7 @@ class Daemon:
         self.cluster.on_change(self._publish_soon)
         self.cluster.on_unloading(self._withdraw_soon)
         self.cluster.on_membership(self._membership_changed)
+        self.ads.on_admin(lambda admin: self._spawn(self.recency.baseline(admin)))
         self._ext_proc_address = ""
         self._moving: asyncio.Semaphore | None = None
 
