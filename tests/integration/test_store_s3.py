@@ -223,7 +223,7 @@ class FaultyProxy:
                     break
                 target.sendall(data)
                 forwarded += len(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: the other direction's pump closed this socket first
             pass
         self._close(source)
         self._close(target)

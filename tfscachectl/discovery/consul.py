@@ -111,7 +111,8 @@ class ConsulRegistration:
                 raise
             except Exception as exc:  # Consul away or refusing: keep trying, the agent keeps serving
                 attempt = outage.failed(exc)
-                await asyncio.sleep(self._backoff.delay(attempt, random.random()))
+                # never longer than a pass period: the check must pass within its TTL when Consul is back
+                await asyncio.sleep(min(interval, self._backoff.delay(attempt, random.random())))
                 continue
             outage.succeeded()
             await asyncio.sleep(interval)

@@ -127,7 +127,9 @@ class EtcdRegistration:
                     await self._connector.close(client)
                     client = None
                     self._connector.rotate()
-                    await asyncio.sleep(self._backoff.delay(attempt, random.random()))
+                    # never longer than a keepalive period: once etcd is back, the lease (which etcd keeps
+                    # across its restarts) must be refreshed before it expires, or the node would leave
+                    await asyncio.sleep(min(interval, self._backoff.delay(attempt, random.random())))
                     continue
                 outage.succeeded()
                 await asyncio.sleep(interval)
