@@ -16,7 +16,7 @@ import grpc
 import httpx
 import pytest
 
-from tests.harness import LOOPBACK, EnvoyProcess, free_port, wait_until
+from tests.harness import LOOPBACK, EnvoyProcess, wait_until
 from tests.harness.ads import ACK_TIMEOUT_S, AdsThread, Ports
 from tests.integration.test_xds_envoy import (
     GRPC_TIMEOUT_S,
@@ -55,8 +55,7 @@ class Nodes:
                 )
             ]
         )
-        grpc_port = free_port()
-        server.add_insecure_port(f"{LOOPBACK}:{grpc_port}")
+        grpc_port = server.add_insecure_port(f"{LOOPBACK}:0")  # the kernel's pick: no race with other picks
         server.start()
         self.servers.append(server)
         return NodeView(node_id, Address(LOOPBACK, ads.start_backend(node_id)), Address(LOOPBACK, grpc_port))
