@@ -55,6 +55,9 @@ class Cluster:
         self.nodes: dict[NodeId, NodeSettings] = {}
         self.agents: dict[NodeId, AgentClient] = {}
         self._held: dict[NodeId, set[tuple[str, int]]] = {}
+        #: Versions a node announced UNLOADING (or UNLOADED) and has not announced LOADED since: an ensure
+        #: answer that crossed that announcement must not put them back (the agent would be unloading them).
+        self._leaving: dict[NodeId, set[tuple[str, int]]] = {}
         self._connected: set[NodeId] = set()
         self._listeners: list[Callable[[], None]] = []
         self._unloading: list[UnloadingListener] = []
@@ -128,6 +131,7 @@ class Cluster:
         self.nodes[node_id] = node
         self.agents[node_id] = self._client(node.agent)
         self._held[node_id] = set()
+        self._leaving[node_id] = set()
         if self._started:
             self._follow_node(node_id)
 
@@ -143,6 +147,7 @@ class Cluster:
             self._closing.append(client)
         del self.nodes[node_id]
         del self._held[node_id]
+        del self._leaving[node_id]
         self._connected.discard(node_id)
 
     def _follow_node(self, node_id: NodeId) -> None:
@@ -187,6 +192,7 @@ class Cluster:
                     if event.kind == "synced":
                         # the node holds exactly this now (a reconnection replaces what was known at once)
                         self._held[node_id] = snapshot or set()
+                        self._leaving[node_id] = set()
                         snapshot = None
                         self._connected.add(node_id)
                         log.info("agent_connected node=%s resident=%d", node_id, len(self._held[node_id]))
@@ -216,16 +222,24 @@ class Cluster:
             delay = min(delay * 2, RECONNECT_MAX_S)
 
     def _apply(self, node_id: NodeId, kind: str, name: str, version: int) -> None:
-        held = self._held[node_id]
+        held, leaving = self._held[node_id], self._leaving[node_id]
         if kind == "loaded":
             held.add((name, version))
+            leaving.discard((name, version))
         else:  # unloading or unloaded: no new request should go there
             held.discard((name, version))
+            leaving.add((name, version))
 
     def note_loaded(self, node_id: NodeId, name: str, version: int) -> None:
-        """An ensure just answered: the node holds the model (the stream will say so too, a bit later)."""
+        """An ensure just answered: the node holds the model (the stream will say so too, a bit later).
+
+        Not if the node announced it is unloading that version since its last LOADED: the ensure's answer
+        (a hit just before the eviction began) crossed the announcement, and the version is leaving; a load
+        after it is announced LOADED on the stream."""
         held = self._held.get(node_id)
-        if held is not None and (name, version) not in held:  # a node that just left holds nothing
+        if held is None or (name, version) in self._leaving.get(node_id, set()):
+            return  # a node that just left holds nothing; a leaving version is not routed to
+        if (name, version) not in held:
             held.add((name, version))
             self._changed()
 

@@ -24,7 +24,7 @@ from tfscachectl.discovery.backoff import DEFAULT_BACKOFF, Backoff
 from tfscachectl.discovery.base import Membership
 from tfscachectl.discovery.consul_api import ConsulApi, member_from_service
 from tfscachectl.discovery.members import Member
-from tfscachectl.discovery.outage import OutageLog, describe
+from tfscachectl.discovery.outage import OutageLog, cancelled, describe
 from tfscachectl.discovery.settings import ConsulSettings
 from tfscachectl.errors import ConfigError
 
@@ -110,6 +110,8 @@ class ConsulRegistration:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Consul away or refusing: keep trying, the agent keeps serving
+                if cancelled():
+                    raise asyncio.CancelledError from exc
                 attempt = outage.failed(exc)
                 # never longer than a pass period: the check must pass within its TTL when Consul is back
                 await asyncio.sleep(min(interval, self._backoff.delay(attempt, random.random())))
@@ -151,6 +153,8 @@ class ConsulMembership:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # Consul away or refusing: list afresh after a backoff
+                    if cancelled():
+                        raise asyncio.CancelledError from exc
                     attempt = outage.failed(exc)
                     index = 0
                     await asyncio.sleep(self._backoff.delay(attempt, random.random()))

@@ -24,7 +24,7 @@ from tfscachectl.discovery.backoff import DEFAULT_BACKOFF, Backoff
 from tfscachectl.discovery.base import DiscoveryError, Membership
 from tfscachectl.discovery.etcd_client import EtcdConnector
 from tfscachectl.discovery.members import Member
-from tfscachectl.discovery.outage import OutageLog, describe
+from tfscachectl.discovery.outage import OutageLog, cancelled, describe
 from tfscachectl.discovery.settings import EtcdSettings
 from tfscachectl.errors import ConfigError
 
@@ -122,6 +122,8 @@ class EtcdRegistration:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # etcd away or refusing: keep trying, the agent keeps serving
+                    if cancelled():
+                        raise asyncio.CancelledError from exc
                     self._registered.clear()
                     attempt = outage.failed(exc)
                     await self._connector.close(client)
@@ -206,6 +208,8 @@ class EtcdMembership:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # etcd away, watch broken: list afresh after a backoff
+                    if cancelled():
+                        raise asyncio.CancelledError from exc
                     attempt = outage.failed(exc)
                     await self._connector.close(client)
                     client = None

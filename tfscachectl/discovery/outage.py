@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -48,3 +49,11 @@ def describe(error: BaseException) -> str:
     """``Type: message`` of an exception, or just its type when the message is empty."""
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def cancelled() -> bool:
+    """Whether the running task is being cancelled: a gRPC or HTTP call interrupted by the cancellation may
+    raise its own error (CANCELLED) instead of ``CancelledError``, which a retry loop must not take for an
+    outage (it would swallow the cancellation and never end)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
