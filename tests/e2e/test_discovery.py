@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,14 +85,7 @@ def expected(x: float) -> float:
 
 
 def metrics(stack: Stack) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=10) as reply:
-        page = reply.read().decode()
-    found = {}
-    for line in page.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            found[name] = float(value)
-    return found
+    return stack.daemon_metrics()
 
 
 def agent_settings(etcd: EtcdServer) -> dict[str, Any]:

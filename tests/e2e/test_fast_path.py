@@ -8,10 +8,8 @@ Envoy every 0.2 s.
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import threading
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -58,15 +56,7 @@ def stack(
 
 
 def metrics(stack: Stack) -> dict[str, float]:
-    """The daemon's metrics page: sample name with labels -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=10) as reply:
-        page = reply.read().decode()
-    found = {}
-    for line in page.splitlines():
-        sample = re.match(r"^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
-        if sample:
-            found[sample.group(1)] = float(sample.group(2))
-    return found
+    return stack.daemon_metrics()
 
 
 def ext_proc_requests(stack: Stack) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from tfscachectl.envoy_launcher import BootstrapSettings, render_bootstrap
 AGENT_READY_TIMEOUT_S = 90.0
 DAEMON_READY_TIMEOUT_S = 60.0
 LISTENERS_READY_TIMEOUT_S = 60.0
+METRICS_TIMEOUT_S = 10.0
 
 
 def _python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -66,6 +68,18 @@ class Stack:
     @property
     def grpc_target(self) -> str:
         return f"{LOOPBACK}:{self.grpc_port}"
+
+    def daemon_metrics(self) -> dict[str, float]:
+        """The daemon's ``/metrics`` page: each sample (name with its labels) and its value."""
+        url = f"http://{LOOPBACK}:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=METRICS_TIMEOUT_S) as reply:
+            page = reply.read().decode()
+        samples = {}
+        for line in page.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
 
     def node_of_rest_address(self, address: str) -> StackNode:
         return next(n for n in self.nodes if f"{LOOPBACK}:{n.backend.rest_port}" == address)

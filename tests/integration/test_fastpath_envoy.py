@@ -28,7 +28,7 @@ from tests.integration.test_xds_envoy import (
 )
 from tfscachectl.daemon.recency import ROUTE_COUNTER_FILTER, parse_route_counters
 from xds import names, type_urls
-from xds.fastpath import FastKey, FastPathEncoder, FastPathEntry
+from xds.fastpath import FastKey, FastPathEntry
 from xds.resources import build_resources
 from xds.view import Address, ClusterView, NodeView
 
@@ -79,13 +79,9 @@ def entry(key: FastKey, *holders: NodeView) -> FastPathEntry:
 def publish(
     ads: AdsThread, envoy: EnvoyProcess | None, view: ClusterView, version: str, entries: list[FastPathEntry]
 ) -> None:
-    encoder = ENCODERS.setdefault(id(ads), FastPathEncoder())
-    ads.set_snapshot(snapshot(version, build_resources(view, fast_path=entries, encoder=encoder)))
+    ads.set_snapshot(snapshot(version, build_resources(view, fast_path=entries)))
     if envoy is not None:
         ads.wait_acked(envoy, {type_urls.ROUTE: version})
-
-
-ENCODERS: dict[int, FastPathEncoder] = {}
 
 
 def post(url: str) -> httpx.Response:
