@@ -19,7 +19,14 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
     LoadBalancingPolicyPolicy,
     OutlierDetection,
 )
-from envoy_data_plane.envoy.config.core.v3 import TypedExtensionConfig
+from envoy_data_plane.envoy.config.core.v3 import Address as EnvoyAddress
+from envoy_data_plane.envoy.config.core.v3 import EnvoyInternalAddress, TypedExtensionConfig
+from envoy_data_plane.envoy.config.endpoint.v3 import (
+    ClusterLoadAssignment,
+    Endpoint,
+    LbEndpoint,
+    LocalityLbEndpoints,
+)
 from envoy_data_plane.envoy.extensions.load_balancing_policies.override_host.v3 import (
     OverrideHost,
     OverrideHostOverrideHostSource,
@@ -118,6 +125,23 @@ def ext_proc_cluster(address: Address, timeouts: Timeouts, limits: Limits) -> Cl
         type=ClusterDiscoveryType.STATIC,
         connect_timeout=seconds(timeouts.connect_s),
         load_assignment=load_assignment(names.CLUSTER_EXT_PROC, [Host("ext_proc", address)]),
+        per_connection_buffer_limit_bytes=limits.message_bytes,
+        typed_extension_protocol_options=_http2_protocol(limits),
+    )
+
+
+def internal_listener_cluster(name: str, listener: str, timeouts: Timeouts, limits: Limits) -> Cluster:
+    """Envoy's own internal listener ``listener`` as an HTTP/2 upstream (no socket: an in-process pipe)."""
+    endpoint = Endpoint(
+        address=EnvoyAddress(envoy_internal_address=EnvoyInternalAddress(server_listener_name=listener))
+    )
+    return Cluster(
+        name=name,
+        type=ClusterDiscoveryType.STATIC,
+        connect_timeout=seconds(timeouts.connect_s),
+        load_assignment=ClusterLoadAssignment(
+            cluster_name=name, endpoints=[LocalityLbEndpoints(lb_endpoints=[LbEndpoint(endpoint=endpoint)])]
+        ),
         per_connection_buffer_limit_bytes=limits.message_bytes,
         typed_extension_protocol_options=_http2_protocol(limits),
     )

@@ -7,20 +7,23 @@ tree, whatever the number of resident models (a list of prefix routes would be t
   of the version the cache calls latest; ``/v1/models/NAME/versions/V:`` those of version V. A name holds no
   ``:`` or ``/``, so a key matches that one model only. Status and metadata requests, and labels, take the
   slow path (they are rare and the slow path answers them exactly).
-- gRPC: the model is in the body. The ``grpc_field_extraction`` filter extracts ``model_spec``; then a
-  ``set_filter_state`` filter writes a key made from the extracted fields into the filter state object
-  :data:`MODEL_KEY_STATE` and clears the route cache, so the route is chosen again, by an exact map on that
-  key. The key is the fields as Envoy formats them (JSON lists): ``["NAME"]|[]|[]`` for the latest version,
-  ``["NAME"]|["V"]|[]`` for version V; a request naming a label never matches.
+- gRPC: the model is in the body. tfscache's model-key module (``envoy/modules/grpc_model_key.c``, Envoy's
+  dynamic-modules filter; :func:`model_key_module_filter`) reads ``model_spec`` from the first message and
+  writes a key into the filter state object :data:`MODEL_KEY_STATE`; without it, the ``grpc_field_extraction``
+  filter extracts ``model_spec`` and a ``set_filter_state`` filter writes the key from the extracted fields.
+  Either clears the route cache, so the route is chosen again, by an exact map on that key. The key is the
+  fields as Envoy formats them (JSON lists): ``["NAME"]|[]|[]`` for the latest version, ``["NAME"]|["V"]|[]``
+  for version V; a request naming a label never matches.
 
 Anything not in the map takes the default route, through ext_proc (the slow path). Only names made of
 letters, digits, ``.``, ``_`` and ``-`` get fast-path routes: any other name would need escaping in a URL or
 in JSON, and is served correctly by the slow path.
 
 The ext_proc filter is off in the chain and on only for the default route. A REST request's route is known
-before the filter chain is made, so ext_proc is not even created for a fast-path request; a gRPC request's
-chain is made for the default route (its key is not known yet), so its fast-path routes turn ext_proc off
-explicitly, which ext_proc reads when its turn comes, after the route was chosen again.
+before the filter chain is made, so ext_proc is not even created for a fast-path request. With the module,
+the gRPC listener has no ext_proc (its default route leads to an internal listener that has it); without
+it, a gRPC request's chain is made for the default route (its key is not known yet), so its fast-path routes
+turn ext_proc off explicitly, which ext_proc reads when its turn comes, after the route was chosen again.
 
 A fast-path route sends to the node cluster with the ``x-tfscache-node`` header naming its holders; with
 several holders it is a weighted cluster whose entries rotate the list, so requests spread over the replicas
@@ -37,7 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from envoy_data_plane.envoy.config.core.v3 import DataSource, SubstitutionFormatString
+from envoy_data_plane.envoy.config.core.v3 import AsyncDataSource, DataSource, SubstitutionFormatString
 from envoy_data_plane.envoy.config.route.v3 import (
     Route,
     RouteAction,
@@ -45,11 +48,14 @@ from envoy_data_plane.envoy.config.route.v3 import (
     WeightedCluster,
     WeightedClusterClusterWeight,
 )
+from envoy_data_plane.envoy.extensions.dynamic_modules.v3 import DynamicModuleConfig
 from envoy_data_plane.envoy.extensions.filters.common.set_filter_state.v3 import FilterStateValue
+from envoy_data_plane.envoy.extensions.filters.http.dynamic_modules.v3 import DynamicModuleFilter
 from envoy_data_plane.envoy.extensions.filters.http.set_filter_state.v3 import Config as SetFilterStateConfig
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import HttpFilter
 from envoy_data_plane.envoy.extensions.matching.common_inputs.network.v3 import FilterStateInput
 from envoy_data_plane.envoy.type.matcher.v3 import HttpRequestHeaderMatchInput
+from envoy_data_plane.google.protobuf import StringValue
 from envoy_data_plane.xds.core.v3 import TypedExtensionConfig as XdsTypedExtensionConfig
 from envoy_data_plane.xds.type.matcher.v3 import MatcherOnMatch
 
@@ -62,6 +68,8 @@ from xds.view import Address
 #: The filter state object holding a gRPC request's model key.
 MODEL_KEY_STATE: Final = "tfscache.model_key"
 FILTER_SET_FILTER_STATE: Final = "envoy.filters.http.set_filter_state"
+#: The filter the model-key module registers (``envoy/modules/grpc_model_key.c``).
+MODULE_FILTER_NAME: Final = "grpc_model_key"
 _FIELDS = names.GRPC_FIELDS_NAMESPACE
 #: The gRPC key, from the fields extracted from the request (each a JSON list, ``[]`` when absent).
 GRPC_KEY_FORMAT: Final = (
@@ -151,6 +159,20 @@ def model_key_filter() -> HttpFilter:
         clear_route_cache=True,
     )
     return HttpFilter(name=FILTER_SET_FILTER_STATE, typed_config=pack(config))
+
+
+def model_key_module_filter(module_path: str) -> HttpFilter:
+    """The gRPC listener's filter when Envoy has tfscache's model-key module at ``module_path``: it reads
+    ``model_spec`` from the first request message itself, writes :data:`MODEL_KEY_STATE` (the same key as
+    ``GRPC_KEY_FORMAT`` gives) and clears the route cache; ``envoy/modules/grpc_model_key.c``."""
+    config = DynamicModuleFilter(
+        dynamic_module_config=DynamicModuleConfig(
+            module=AsyncDataSource(local=DataSource(filename=module_path)), do_not_close=True
+        ),
+        filter_name=MODULE_FILTER_NAME,
+        filter_config=pack(StringValue(value=MODEL_KEY_STATE)),
+    )
+    return HttpFilter(name=names.FILTER_GRPC_MODEL_KEY, typed_config=pack(config))
 
 
 def fast_route(

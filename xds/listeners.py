@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from envoy_data_plane.envoy.config.common.mutation_rules.v3 import HeaderMutation as HeaderMutationRule
-from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.listener.v3 import (
+    Filter,
+    FilterChain,
+    Listener,
+    ListenerInternalListenerConfig,
+)
+from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import ExternalProcessor
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpConnectionManager,
@@ -60,6 +66,36 @@ def http_listener(
     return Listener(
         name=name,
         address=socket_address(address),
+        per_connection_buffer_limit_bytes=limits.message_bytes,
+        filter_chains=[
+            FilterChain(filters=[Filter(name=HTTP_CONNECTION_MANAGER, typed_config=pack(manager))])
+        ],
+    )
+
+
+def internal_http_listener(
+    name: str,
+    routes: RouteConfiguration,
+    http_filters: Sequence[HttpFilter],
+    timeouts: Timeouts,
+    limits: Limits,
+) -> Listener:
+    """An internal listener (reached only from Envoy's own clusters, no socket) speaking HTTP/2, with
+    ``routes`` inline. Envoy needs the ``envoy.bootstrap.internal_listener`` extension in its bootstrap.
+
+    Its requests come from the cache's own listeners, which already removed the reserved headers.
+    """
+    manager = HttpConnectionManager(
+        stat_prefix=name,
+        codec_type=HttpConnectionManagerCodecType.HTTP2,
+        route_config=routes,
+        http_filters=list(http_filters),
+        stream_idle_timeout=seconds(timeouts.route_s),
+        http2_protocol_options=http2_options(limits),
+    )
+    return Listener(
+        name=name,
+        internal_listener=ListenerInternalListenerConfig(),
         per_connection_buffer_limit_bytes=limits.message_bytes,
         filter_chains=[
             FilterChain(filters=[Filter(name=HTTP_CONNECTION_MANAGER, typed_config=pack(manager))])

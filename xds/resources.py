@@ -1,7 +1,10 @@
 """Every Envoy resource of the cache, built from a ``ClusterView`` by pure functions (docs/routing.md).
 
 - Listeners ``tfscache_rest`` (HTTP/1.1 and HTTP/2) and ``tfscache_grpc`` (HTTP/2): filters
-  ``[grpc_field_extraction, set_filter_state,] ext_proc, router``, routes from RDS.
+  ``[grpc_field_extraction, set_filter_state,] ext_proc, router``, routes from RDS. With the gRPC model-key
+  module (``view.grpc_key_module``) the gRPC listener has ``[model key module, router]`` only, and its
+  default route goes to the internal listener ``tfscache_grpc_miss`` (cluster of the same name), which has
+  ``grpc_field_extraction, ext_proc, router`` and inline routes: the slow path.
 - Route configurations ``tfscache_rest`` and ``tfscache_grpc``. Given ``fast_path`` entries (the daemon
   always gives them, if none), they are matcher trees (``xds.fastpath``): one lookup finds a resident model's
   route, else the default route through ext_proc. Otherwise plain lists: any extra routes given, then the
@@ -24,13 +27,20 @@ from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 from envoy_data_plane.envoy.config.listener.v3 import Listener
 from envoy_data_plane.envoy.config.route.v3 import Route, RouteConfiguration
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import HttpFilter
 
 from xds import filters, names, type_urls
-from xds.clusters import ext_proc_cluster, node_cluster
+from xds.clusters import ext_proc_cluster, internal_listener_cluster, node_cluster
 from xds.endpoints import load_assignment, node_hosts
-from xds.fastpath import EncodedRouteConfiguration, FastPathEncoder, FastPathEntry, model_key_filter
-from xds.listeners import http_listener
-from xds.routes import default_route, reload_config_denied, route_configuration
+from xds.fastpath import (
+    EncodedRouteConfiguration,
+    FastPathEncoder,
+    FastPathEntry,
+    model_key_filter,
+    model_key_module_filter,
+)
+from xds.listeners import http_listener, internal_http_listener
+from xds.routes import default_route, miss_route, reload_config_denied, route_configuration
 from xds.view import ClusterView
 
 RouteConfigurations = tuple[RouteConfiguration | EncodedRouteConfiguration, ...]
@@ -93,21 +103,42 @@ def build_listeners(view: ClusterView, *, ext_proc: bool = True) -> tuple[Listen
         view.limits,
         http2_only=False,
     )
-    grpc = http_listener(
+    slow_path = [filters.grpc_field_extraction(view.grpc_descriptors), *processing, filters.router()]
+    if view.grpc_key_module is None:
+        grpc_filters = [slow_path[0], model_key_filter(), *slow_path[1:]]
+        return rest, _grpc_listener(view, grpc_filters)
+    # gRPC hits: the module reads the key, the router forwards; misses go on to the internal listener.
+    grpc = _grpc_listener(view, [model_key_module_filter(view.grpc_key_module), filters.router()])
+    miss = internal_http_listener(
+        names.LISTENER_GRPC_MISS,
+        route_configuration(
+            names.ROUTES_GRPC_MISS,
+            [reload_config_denied(), default_route(names.CLUSTER_NODES_GRPC, view.timeouts, view.retries)],
+        ),
+        slow_path,
+        view.timeouts,
+        view.limits,
+    )
+    return rest, grpc, miss
+
+
+def _grpc_listener(view: ClusterView, http_filters: Sequence[HttpFilter]) -> Listener:
+    return http_listener(
         names.LISTENER_GRPC,
         view.grpc_listener,
         names.ROUTES_GRPC,
-        [
-            filters.grpc_field_extraction(view.grpc_descriptors),
-            model_key_filter(),
-            *processing,
-            filters.router(),
-        ],
+        http_filters,
         view.timeouts,
         view.limits,
         http2_only=True,
     )
-    return rest, grpc
+
+
+def grpc_default_route(view: ClusterView) -> Route:
+    """The gRPC listener's slow path: through ext_proc, or to the internal listener that has it."""
+    if view.grpc_key_module is None:
+        return default_route(names.CLUSTER_NODES_GRPC, view.timeouts, view.retries)
+    return miss_route(names.CLUSTER_GRPC_MISS, view.timeouts, view.retries)
 
 
 def build_route_configurations(
@@ -127,7 +158,7 @@ def build_route_configurations(
             [
                 reload_config_denied(),
                 *grpc,
-                default_route(names.CLUSTER_NODES_GRPC, timeouts, retries),
+                grpc_default_route(view),
             ],
         ),
     )
@@ -148,7 +179,7 @@ def build_fast_path_configurations(
     )
     grpc = encoder.grpc(
         names.ROUTES_GRPC,
-        default_route(names.CLUSTER_NODES_GRPC, timeouts, retries),
+        grpc_default_route(view),
         {names.RELOAD_CONFIG_PATH: denied},
         entries,
         timeouts.request_s,
@@ -165,6 +196,12 @@ def build_clusters(view: ClusterView, *, ext_proc: bool = True) -> tuple[Cluster
     ]
     if ext_proc:
         clusters.append(ext_proc_cluster(view.ext_proc, view.timeouts, view.limits))
+    if view.grpc_key_module is not None:
+        clusters.append(
+            internal_listener_cluster(
+                names.CLUSTER_GRPC_MISS, names.LISTENER_GRPC_MISS, view.timeouts, view.limits
+            )
+        )
     return tuple(clusters)
 
 

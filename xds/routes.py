@@ -105,6 +105,23 @@ def default_route(cluster: str, timeouts: Timeouts, retries: int) -> Route:
     return forward_route("default", RouteMatch(prefix="/"), cluster, timeouts, retries, through_ext_proc=True)
 
 
+def miss_route(cluster: str, timeouts: Timeouts, retries: int) -> Route:
+    """Everything no other route took, to ``cluster`` (the internal listener where ext_proc runs).
+
+    Its timeout exceeds that listener's own route timeout by a connect timeout, so the inner route, which
+    knows what failed, is the one that answers a timeout.
+    """
+    return Route(
+        name="default",
+        match=RouteMatch(prefix="/"),
+        route=RouteAction(
+            cluster=cluster,
+            timeout=seconds(timeouts.route_s + timeouts.connect_s),
+            retry_policy=retry_policy(retries),
+        ),
+    )
+
+
 def reload_config_denied() -> Route:
     """``HandleReloadConfigRequest`` answered by Envoy: a gRPC PERMISSION_DENIED, trailers only."""
     return Route(

@@ -131,6 +131,9 @@ class ClusterView:
     """TF Serving's gRPC API as a serialized FileDescriptorSet (``xds.descriptors.read_descriptor_set``)."""
     limits: Limits = field(default_factory=Limits)
     retries: int = DEFAULT_RETRIES
+    grpc_key_module: str | None = None
+    """Where Envoy finds the compiled gRPC model-key module (``tfscachectl.envoy_module``), if it has one:
+    gRPC hits are then routed by it alone, and gRPC misses go through an internal listener (routing.md)."""
 
     def __post_init__(self) -> None:
         ids = [node.id for node in self.nodes]
@@ -148,6 +151,10 @@ class ClusterView:
             raise ConfigError("the gRPC descriptor set is empty")
         if self.retries < 0:
             raise ConfigError(f"retries must not be negative, not {self.retries}")
+        if self.grpc_key_module is not None and not self.grpc_key_module.startswith("/"):
+            raise ConfigError(
+                f"the gRPC model-key module must be an absolute path, not {self.grpc_key_module!r}"
+            )
 
     def with_nodes(self, nodes: tuple[NodeView, ...]) -> ClusterView:
         """The same view with another set of nodes (membership changed)."""

@@ -2,7 +2,8 @@
 model leaving a node never fails a request (its routes are withdrawn and acknowledged before it unloads).
 
 One node holding one model at a time, so every new model evicts the previous one; the recency feed reads
-Envoy every 0.2 s.
+Envoy every 0.2 s. Each test runs with both ways of reading a gRPC request's model: tfscache's model-key
+module (gRPC misses through the internal listener) and Envoy's generic field extraction.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tests.harness.processes import ProcessRegistry, wait_until
 from tests.harness.stack import Stack, start_stack
+from tfscachectl import envoy_module
 from tfscachectl.agent.api.client import AgentClient
 from tfscachectl.modelgen.store import ModelStoreTree
 from tfscachectl.modelgen.tenants import tenant_weights
@@ -33,12 +35,16 @@ ROUTE_WAIT_S = 30.0
 HTTP_TIMEOUT_S = 120.0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["module", "field extraction"])
 def stack(
+    request: pytest.FixtureRequest,
     module_processes: ProcessRegistry,
     generated_models: ModelStoreTree,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
+    grpc_key_module = "auto" if request.param == "module" else "off"
+    if request.param == "module" and envoy_module.grpc_key_module() is None:
+        pytest.skip("the gRPC model-key module cannot be built here (no C compiler)")
     root = tmp_path_factory.mktemp("fast-path")
     store = root / "store"
     for name in TENANTS:
@@ -49,7 +55,7 @@ def stack(
         str(store),
         nodes=1,
         agent_settings={"max_models": 1},
-        daemon_settings={"fast_path": {"recency_interval": 0.2}},
+        daemon_settings={"fast_path": {"recency_interval": 0.2, "grpc_key_module": grpc_key_module}},
     )
     yield running
     running.stop()
@@ -122,6 +128,20 @@ def test_hits_are_served_without_the_daemon_and_still_count_for_the_agent(stack:
 
     wait_until(agent_saw_them, 15, "the agent to learn of the 60 fast-path hits")
     assert metrics(stack)["tfscache_daemon_fast_path_requests_total"] >= 60
+
+
+def test_a_grpc_miss_takes_the_slow_path_then_its_hits_the_fast_path(stack: Stack) -> None:
+    name = TENANTS[3]
+    with grpc.insecure_channel(stack.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        asked, acked = ext_proc_requests(stack), routes_acked(stack)
+        assert predict_grpc(stub, name, 2.0) == pytest.approx(expected(name, 2.0))
+        assert ext_proc_requests(stack) > asked, "the cold gRPC request did not take the slow path"
+        wait_until(lambda: routes_acked(stack) > acked, ROUTE_WAIT_S, f"the fast-path route of {name}")
+        asked = ext_proc_requests(stack)
+        for x in range(20):
+            assert predict_grpc(stub, name, float(x)) == pytest.approx(expected(name, float(x)))
+    assert ext_proc_requests(stack) == asked, "a gRPC hit reached the daemon's ext_proc server"
 
 
 def test_a_model_evicted_under_steady_traffic_fails_no_request(stack: Stack) -> None:

@@ -33,6 +33,7 @@ from tfscachectl.envoy_launcher import (
     render_bootstrap,
     write_bootstrap,
 )
+from tfscachectl.envoy_module import grpc_key_module
 from tfscachectl.errors import ConfigError
 from xds import names, type_urls
 from xds.descriptors import read_descriptor_set
@@ -63,7 +64,7 @@ def node(node_id: str, rest_port: int | None = None) -> NodeView:
     )
 
 
-def make_view(ports: Ports, *nodes: NodeView) -> ClusterView:
+def make_view(ports: Ports, *nodes: NodeView, grpc_key_module: str | None = None) -> ClusterView:
     return ClusterView(
         nodes=nodes,
         ext_proc=Address(LOOPBACK, ports.ext_proc),
@@ -71,7 +72,16 @@ def make_view(ports: Ports, *nodes: NodeView) -> ClusterView:
         grpc_listener=Address(LOOPBACK, ports.grpc),
         timeouts=Timeouts(ensure_deadline_s=30.0, request_s=30.0),
         grpc_descriptors=read_descriptor_set(),
+        grpc_key_module=grpc_key_module,
     )
+
+
+def built_module() -> str:
+    """The gRPC model-key module, built here (the test is skipped on a machine without a C compiler)."""
+    module = grpc_key_module()
+    if module is None:
+        pytest.skip("the gRPC model-key module cannot be built here (no C compiler)")
+    return str(module)
 
 
 def start_envoy_on(start_envoy: Callable[..., EnvoyProcess], ads: AdsThread) -> EnvoyProcess:
@@ -131,6 +141,24 @@ def every_type_at(version: str) -> dict[str, str]:
 
 
 # --- configuration arrives, changes, and is rejected -----------------------------------------------------
+
+
+def test_with_the_module_envoy_takes_the_internal_listener_and_its_cluster(
+    ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
+) -> None:
+    view = make_view(listener_ports, node("node-a"), grpc_key_module=built_module())
+    ads.set_snapshot(snapshot("1", build_resources(view)))
+    envoy = start_envoy_on(start_envoy, ads)
+    ads.wait_acked(envoy, every_type_at("1"))
+
+    versions = dynamic_versions(envoy)
+    assert versions["listeners"] == {
+        names.LISTENER_REST: "1",
+        names.LISTENER_GRPC: "1",
+        names.LISTENER_GRPC_MISS: "1",
+    }
+    assert versions["clusters"][names.CLUSTER_GRPC_MISS] == "1"
+    assert ads.run(lambda: dict(ads.servicer.counters.nacks)) == {}
 
 
 def test_envoy_receives_and_acknowledges_every_resource(
@@ -348,13 +376,16 @@ def grpc_echo_node() -> Iterator[NodeView]:
     server.stop(grace=None).wait(GRPC_TIMEOUT_S)
 
 
-def test_large_grpc_messages_pass_both_ways_through_field_extraction(
+@pytest.mark.parametrize("reader", ["field extraction", "module"])
+def test_large_grpc_messages_pass_both_ways_through_the_model_key_reader(
     ads: AdsThread,
     start_envoy: Callable[..., EnvoyProcess],
     listener_ports: Ports,
     grpc_echo_node: NodeView,
+    reader: str,
 ) -> None:
-    view = make_view(listener_ports, grpc_echo_node)
+    module = built_module() if reader == "module" else None
+    view = make_view(listener_ports, grpc_echo_node, grpc_key_module=module)
     ads.set_snapshot(
         snapshot("1", build_resources(view, ext_proc=False, fast_path=[to_node("big-model", grpc_echo_node)]))
     )

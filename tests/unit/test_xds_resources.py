@@ -11,6 +11,7 @@ from envoy_data_plane.envoy.config.core.v3 import HealthStatus
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 from envoy_data_plane.envoy.config.listener.v3 import Listener
 from envoy_data_plane.envoy.config.route.v3 import FilterConfig, Route, RouteConfiguration, RouteMatch
+from envoy_data_plane.envoy.extensions.filters.http.dynamic_modules.v3 import DynamicModuleFilter
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
     ExternalProcessor,
     ExtProcPerRoute,
@@ -28,6 +29,7 @@ from envoy_data_plane.envoy.extensions.load_balancing_policies.subset.v3 import 
     SubsetLbSubsetFallbackPolicy,
 )
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import HttpProtocolOptions
+from envoy_data_plane.google.protobuf import StringValue
 from google.protobuf import descriptor_pb2, descriptor_pool
 
 from tfscachectl.core.requests import GRPC_MODEL_METHODS
@@ -36,7 +38,7 @@ from xds import names, type_urls
 from xds.clusters import eds_names
 from xds.descriptors import read_descriptor_set
 from xds.extensions import http2_options
-from xds.fastpath import FILTER_SET_FILTER_STATE
+from xds.fastpath import FILTER_SET_FILTER_STATE, MODEL_KEY_STATE
 from xds.filters import GRPC_MODEL_FIELDS
 from xds.listeners import RESERVED_HEADERS, grpc_service_clusters, route_config_names
 from xds.resources import Resources, build_resources
@@ -52,7 +54,7 @@ def node(node_id: str, last_octet: int, *, healthy: bool = True) -> NodeView:
     )
 
 
-def make_view(*nodes: NodeView, retries: int = 2) -> ClusterView:
+def make_view(*nodes: NodeView, retries: int = 2, grpc_key_module: str | None = None) -> ClusterView:
     return ClusterView(
         nodes=nodes or (node("node-b", 2), node("node-a", 1)),
         ext_proc=Address("127.0.0.1", 9100),
@@ -62,6 +64,7 @@ def make_view(*nodes: NodeView, retries: int = 2) -> ClusterView:
         grpc_descriptors=DESCRIPTORS,
         limits=Limits(message_bytes=300 * 1024 * 1024),
         retries=retries,
+        grpc_key_module=grpc_key_module,
     )
 
 
@@ -376,6 +379,81 @@ def test_references_are_readable_back(resources: Resources) -> None:
     assert grpc_service_clusters(grpc) == [names.CLUSTER_EXT_PROC]
     assert route_clusters(by_name(resources.routes, names.ROUTES_GRPC)) == [names.CLUSTER_NODES_GRPC]
     assert eds_names(by_name(resources.clusters, names.CLUSTER_NODES_REST)) == [names.CLUSTER_NODES_REST]
+
+
+# --- with the gRPC model-key module ------------------------------------------------------------------------
+
+MODULE_PATH = "/opt/tfscache/libtfscache_grpc_key.so"
+
+
+def test_the_module_path_must_be_absolute() -> None:
+    with pytest.raises(ConfigError, match="absolute path"):
+        make_view(grpc_key_module="libtfscache_grpc_key.so")
+
+
+def test_with_the_module_a_grpc_hit_meets_only_the_module_and_the_router() -> None:
+    built = build_resources(make_view(grpc_key_module=MODULE_PATH))
+    rest, grpc, _miss = built.listeners
+    assert [f.name for f in manager(grpc).http_filters] == [names.FILTER_GRPC_MODEL_KEY, names.FILTER_ROUTER]
+    module = manager(grpc).http_filters[0].typed_config.unpack()
+    assert isinstance(module, DynamicModuleFilter)
+    assert module.dynamic_module_config is not None
+    assert module.dynamic_module_config.module is not None
+    assert module.dynamic_module_config.module.local is not None
+    assert module.dynamic_module_config.module.local.filename == MODULE_PATH
+    assert module.filter_name == "grpc_model_key"
+    assert module.filter_config is not None
+    key = module.filter_config.unpack()
+    assert isinstance(key, StringValue)
+    assert key.value == MODEL_KEY_STATE
+    # REST is as without the module.
+    assert [f.name for f in manager(rest).http_filters] == [names.FILTER_EXT_PROC, names.FILTER_ROUTER]
+    assert grpc_service_clusters(grpc) == []
+
+
+def test_with_the_module_grpc_misses_go_through_the_internal_listener_to_ext_proc() -> None:
+    view = make_view(grpc_key_module=MODULE_PATH)
+    built = build_resources(view)
+    miss = by_name(built.listeners, names.LISTENER_GRPC_MISS)
+    assert miss.address is None
+    assert miss.internal_listener is not None
+    miss_manager = manager(miss)
+    assert miss_manager.codec_type == HttpConnectionManagerCodecType.HTTP2
+    assert [f.name for f in miss_manager.http_filters] == [
+        names.FILTER_GRPC_FIELD_EXTRACTION,
+        names.FILTER_EXT_PROC,
+        names.FILTER_ROUTER,
+    ]
+    assert grpc_service_clusters(miss) == [names.CLUSTER_EXT_PROC]
+    inline = miss_manager.route_config
+    assert inline is not None
+    assert inline.name == names.ROUTES_GRPC_MISS
+    paths = [route.match.path for route in routes_of(inline) if route.match is not None]
+    assert names.RELOAD_CONFIG_PATH in paths
+    assert route_clusters(inline) == [names.CLUSTER_NODES_GRPC]
+    assert routes_of(inline)[-1].typed_per_filter_config.keys() == {names.FILTER_EXT_PROC}
+    # The gRPC listener's own default route leads there, with a timeout past the inner one.
+    grpc_routes = build_resources(view, fast_path=None, grpc_routes=()).routes
+    default = routes_of(by_name(grpc_routes, names.ROUTES_GRPC))[-1]
+    assert default.route is not None
+    assert default.route.cluster == names.CLUSTER_GRPC_MISS
+    assert default.typed_per_filter_config == {}
+    assert default.route.timeout == datetime.timedelta(
+        seconds=view.timeouts.route_s + view.timeouts.connect_s
+    )
+    cluster = by_name(built.clusters, names.CLUSTER_GRPC_MISS)
+    assert cluster.type == ClusterDiscoveryType.STATIC
+    assert cluster.load_assignment is not None
+    endpoint = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint
+    assert endpoint.address.envoy_internal_address.server_listener_name == names.LISTENER_GRPC_MISS
+    assert (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" in cluster.typed_extension_protocol_options
+    )
+
+
+def test_without_the_module_there_is_no_internal_listener(resources: Resources) -> None:
+    assert [listener.name for listener in resources.listeners] == [names.LISTENER_REST, names.LISTENER_GRPC]
+    assert names.CLUSTER_GRPC_MISS not in [cluster.name for cluster in resources.clusters]
 
 
 # --- the committed descriptor set -------------------------------------------------------------------------

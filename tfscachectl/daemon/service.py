@@ -38,9 +38,10 @@ from tfscachectl.daemon.membership import MembershipCounters, Move, moves_on_joi
 from tfscachectl.daemon.metrics import DaemonMetrics
 from tfscachectl.daemon.recency import Holders, RecencyCounters, RecencyFeed
 from tfscachectl.daemon.router import PlacementRouter, RouterCounters
-from tfscachectl.daemon.settings import DaemonSettings, NodeSettings
+from tfscachectl.daemon.settings import MODULE_AUTO, MODULE_OFF, DaemonSettings, NodeSettings
 from tfscachectl.discovery import membership_source
 from tfscachectl.discovery.members import Member
+from tfscachectl.envoy_module import grpc_key_module
 from tfscachectl.errors import ConfigError, ServingError
 from tfscachectl.metrics_page import MetricsPage
 from xds import (
@@ -78,9 +79,12 @@ class Bound:
     admin: str | None = None
 
 
-def cluster_view(settings: DaemonSettings, ext_proc: str, nodes: Iterable[NodeSettings]) -> ClusterView:
+def cluster_view(
+    settings: DaemonSettings, ext_proc: str, nodes: Iterable[NodeSettings], grpc_key_module: str | None = None
+) -> ClusterView:
     """Envoy's configuration input from the settings and the current members (each healthy: a node that
-    fails is taken out by Envoy's outlier detection, and by discovery when its registration ends)."""
+    fails is taken out by Envoy's outlier detection, and by discovery when its registration ends), and
+    the model-key module (``grpc_key_module_path``)."""
     return ClusterView(
         nodes=tuple(NodeView(n.id, Address.parse(n.rest), Address.parse(n.grpc)) for n in nodes),
         ext_proc=Address.parse(ext_proc),
@@ -90,7 +94,18 @@ def cluster_view(settings: DaemonSettings, ext_proc: str, nodes: Iterable[NodeSe
         grpc_descriptors=read_descriptor_set(),
         limits=Limits(message_bytes=settings.max_message_bytes),
         retries=settings.connect_retries,
+        grpc_key_module=grpc_key_module,
     )
+
+
+def grpc_key_module_path(setting: str) -> str | None:
+    """The model-key module Envoy loads, from the ``fast_path.grpc_key_module`` setting (``None``: none)."""
+    if setting == MODULE_OFF:
+        return None
+    if setting == MODULE_AUTO:
+        built = grpc_key_module()
+        return str(built) if built is not None else None
+    return setting
 
 
 class Daemon:
@@ -140,12 +155,16 @@ class Daemon:
         self.cluster.on_membership(self._membership_changed)
         self.ads.on_admin(lambda admin: self._spawn(self.recency.baseline(admin)))
         self._ext_proc_address = ""
+        self._grpc_key_module: str | None = None
         self._moving: asyncio.Semaphore | None = None
 
     async def start(self) -> Bound:
         ext_proc = await self._serve(Server([self.extproc]), self.settings.ext_proc_listen, "ext_proc")
-        address = self._ext_proc_address = self.settings.daemon_address or ext_proc
-        self.publish(cluster_view(self.settings, address, self.cluster.nodes.values()))
+        self._ext_proc_address = self.settings.daemon_address or ext_proc
+        self._grpc_key_module = await asyncio.to_thread(
+            grpc_key_module_path, self.settings.fast_path.grpc_key_module
+        )
+        self.publish(self._cluster_view())
         xds = await self._serve(Server([self.ads]), self.settings.xds_listen, "xDS")
         metrics = None
         if self.settings.metrics_listen is not None:
@@ -285,12 +304,16 @@ class Daemon:
             self.membership_counters.members_refused += len(members) - len(nodes)
             self.cluster.set_members(nodes)
 
+    def _cluster_view(self) -> ClusterView:
+        nodes = self.cluster.nodes.values()
+        return cluster_view(self.settings, self._ext_proc_address, nodes, self._grpc_key_module)
+
     def _membership_changed(self, joined: frozenset[NodeId], left: frozenset[NodeId]) -> None:
         """New nodes (or none any more) for Envoy at once; resident models whose place is now a new node
         move there."""
         self.membership_counters.joins += len(joined)
         self.membership_counters.leaves += len(left)
-        self.publish(cluster_view(self.settings, self._ext_proc_address, self.cluster.nodes.values()))
+        self.publish(self._cluster_view())
         if joined:
             self._spawn(self._rebalance(joined))
 

@@ -44,6 +44,10 @@ class DaemonTimeouts(BaseModel):
     agent_call: float = Field(10.0, gt=0, description="agent calls other than ensure")
 
 
+MODULE_AUTO = "auto"
+MODULE_OFF = "off"
+
+
 class FastPathSettings(BaseModel):
     """Hits served by Envoy alone (docs/routing.md, "Fast path")."""
 
@@ -62,11 +66,25 @@ class FastPathSettings(BaseModel):
     envoy_admins: tuple[str, ...] = Field(
         (), description="Envoy admin host:port to read hit counts from, besides those Envoys report"
     )
+    grpc_key_module: str = Field(
+        "auto",
+        description=(
+            "the gRPC model-key module for Envoy: 'auto' (build it here; right when Envoy runs on this "
+            "machine), 'off' (Envoy's generic field extraction), or its absolute path where Envoy finds it"
+        ),
+    )
 
     @field_validator("envoy_admins")
     @classmethod
     def _host_ports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(check_host_port(item) for item in value)
+
+    @field_validator("grpc_key_module")
+    @classmethod
+    def _module(cls, value: str) -> str:
+        if value not in (MODULE_AUTO, MODULE_OFF) and not value.startswith("/"):
+            raise ValueError(f"must be 'auto', 'off' or an absolute path, not {value!r}")
+        return value
 
 
 class DaemonSettings(FileThenEnvironment):
