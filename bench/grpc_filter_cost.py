@@ -1,10 +1,12 @@
 """What each filter of the gRPC fast path costs Envoy, against the nginx stand-in (gRPC, 16 connections).
 
-A gRPC request names its model in the body, so a gRPC hit needs filters a REST hit does not: the field
-extraction (parses the first message), ``set_filter_state`` (the model key, then the route is chosen again),
-and ext_proc, which stays in the filter chain (the chain is made for the route chosen before the key is
-known) though the fast-path route turns it off. Each variant is a static Envoy config adding one of them;
-the table gives requests/s, p50 and Envoy's CPU per request. Run by hand (not part of ``make bench``)::
+A gRPC request names its model in the body, so a gRPC hit needs filters a REST hit does not. Without the
+model-key module: the field extraction (parses the first message), ``set_filter_state`` (the model key, then
+the route is chosen again), and ext_proc, which stays in the filter chain (the chain is made for the route
+chosen before the key is known) though the fast-path route turns it off. Each variant is a static Envoy
+config adding one of them; the last one has tfscache's model-key module (``envoy/modules/grpc_model_key.c``)
+alone instead, as the daemon configures it when the module can be built. The table gives requests/s, p50
+and Envoy's CPU per request. Run by hand (not part of ``make bench``)::
 
     .venv/bin/python -m bench.grpc_filter_cost
 """
@@ -16,14 +18,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import betterproto2
+
 from bench.load import LoadSettings, grpc_target, run_load
 from bench.payloads import write_payloads
 from bench.standin import NginxStandIn
 from tests.harness.envoy import EnvoyProcess
 from tests.harness.processes import ProcessRegistry, free_port, port_accepts, wait_until
 from tfscachectl.envoy_launcher import envoy_file
+from tfscachectl.envoy_module import grpc_key_module
+from xds.clusters import node_cluster
 from xds.descriptors import DESCRIPTOR_SET_NAME
-from xds.fastpath import GRPC_KEY_FORMAT
+from xds.fastpath import GRPC_KEY_FORMAT, MODEL_KEY_STATE, MODULE_FILTER_NAME
+from xds.listeners import RESERVED_HEADERS
+from xds.names import NODE_HEADER
+from xds.routes import HOST_SELECTION_ATTEMPTS, RETRY_ON
+from xds.view import Limits, Timeouts
 
 CONCURRENCY = 16
 ROUNDS = 2
@@ -33,10 +43,36 @@ VARIANTS = (
     ("+ grpc_field_extraction", ("extract",)),
     ("+ set_filter_state, route chosen again", ("extract", "key")),
     ("+ ext_proc in the chain, off for the route", ("extract", "key", "ext_proc")),
+    ("static route + tfscache's model-key module (route chosen again)", ("module",)),
+    ("+ the virtual host's retry policy (previous hosts)", ("module", "retry")),
+    ("+ the route's stat prefix and node header", ("module", "retry", "stats")),
+    ("+ override_host and outlier detection on the cluster", ("module", "retry", "stats", "override")),
+    ("+ the reserved headers' early removal", ("module", "retry", "stats", "override", "strip")),
 )
+#: Parts of the fast path's route, cluster and connection manager rather than filters.
+_NOT_FILTERS = frozenset({"retry", "stats", "override", "strip"})
 
 
 def _filter(kind: str) -> dict[str, Any]:
+    if kind == "module":
+        module = grpc_key_module()
+        if module is None:
+            raise SystemExit("the model-key module could not be built here (see the log)")
+        return {
+            "name": "tfscache.grpc_model_key",
+            "typed_config": {
+                "@type": f"{_TYPES}.http.dynamic_modules.v3.DynamicModuleFilter",
+                "dynamic_module_config": {
+                    "module": {"local": {"filename": str(module)}},
+                    "do_not_close": True,
+                },
+                "filter_name": MODULE_FILTER_NAME,
+                "filter_config": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": MODEL_KEY_STATE,
+                },
+            },
+        }
     if kind == "extract":
         fields: dict[str, dict[str, Any]] = {
             f: {} for f in ("model_spec.name", "model_spec.version.value", "model_spec.version_label")
@@ -89,9 +125,40 @@ def bootstrap(filters: tuple[str, ...], port: int, upstream: str) -> dict[str, A
         "@type": f"{_TYPES}.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "grpc",
         "codec_type": "HTTP2",
-        "http_filters": [*(_filter(f) for f in filters), router],
+        "http_filters": [*(_filter(f) for f in filters if f not in _NOT_FILTERS), router],
         "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
     }
+    if "retry" in filters:
+        manager["route_config"]["virtual_hosts"][0]["retry_policy"] = {
+            "retry_on": RETRY_ON,
+            "num_retries": 2,
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3."
+                        "PreviousHostsPredicate"
+                    },
+                }
+            ],
+            "host_selection_retry_max_attempts": HOST_SELECTION_ATTEMPTS,
+        }
+    if "stats" in filters:
+        route["stat_prefix"] = "fp_0123456789abcdef_latest"
+        route["request_headers_to_add"] = [
+            {"header": {"key": NODE_HEADER, "value": upstream}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        ]
+    if "strip" in filters:
+        manager["early_header_mutation_extensions"] = [
+            {
+                "name": "envoy.http.early_header_mutation.header_mutation",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation."
+                    "header_mutation.v3.HeaderMutation",
+                    "mutations": [{"remove": header} for header in RESERVED_HEADERS],
+                },
+            }
+        ]
     http2 = {
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -127,10 +194,20 @@ def bootstrap(filters: tuple[str, ...], port: int, upstream: str) -> dict[str, A
                         "cluster_name": "upstream",
                         "endpoints": [{"lb_endpoints": [{"endpoint": endpoint}]}],
                     },
+                    **(_node_cluster_policies() if "override" in filters else {}),
                 }
             ],
         },
     }
+
+
+def _node_cluster_policies() -> dict[str, Any]:
+    """The node clusters' load balancing and outlier detection (xds.clusters), as JSON."""
+    cluster = node_cluster("upstream", Timeouts(ensure_deadline_s=1.0, request_s=1.0), Limits(), http2=True)
+    as_json = cluster.to_dict(casing=betterproto2.Casing.SNAKE)
+    # betterproto2 writes the field enforcing_consecutive_5xx as "..._5_xx".
+    outliers = {key.replace("_5_xx", "_5xx"): value for key, value in as_json["outlier_detection"].items()}
+    return {"load_balancing_policy": as_json["load_balancing_policy"], "outlier_detection": outliers}
 
 
 def cpu_seconds(pid: int) -> float:

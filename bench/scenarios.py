@@ -45,6 +45,7 @@ from tests.harness.model_config import ModelConfigEntry
 from tests.harness.processes import LOOPBACK, ProcessRegistry
 from tests.harness.serving import REPO_ROOT, ServingBackend
 from tfscachectl.errors import Code, ProcessError, ServingError
+from xds.names import LISTENER_GRPC_MISS
 
 #: Writing a model imports TensorFlow in a child process: seconds, more on a cold disk cache.
 MODELGEN_TIMEOUT_S = 300.0
@@ -56,9 +57,11 @@ STAND_IN = "nginx stand-in"
 BUNDLED_KEY = "bundled"
 STAND_IN_KEY = "stand-in"
 DIRECT = "(a) direct"
-#: Envoy's count of requests, per HTTP connection manager; the admin interface's own is left out.
+#: Envoy's count of requests, per HTTP connection manager. Client requests only: the admin interface's own are
+#: left out, and so are those of the internal listener gRPC misses pass through (the gRPC listener counted
+#: each of them already).
 _DOWNSTREAM_REQUESTS = r"^http\.[^.]+\.downstream_rq_total$"
-_ADMIN_STATS = "http.admin."
+_NOT_CLIENT_STATS = ("http.admin.", f"http.{LISTENER_GRPC_MISS}.")
 #: utime and stime in ``/proc/<pid>/stat``, counted after the command name's closing parenthesis.
 _UTIME_FIELD = 11
 _STIME_FIELD = 12
@@ -232,7 +235,7 @@ class EnvoyUsage:
         requests = sum(
             int(line.rpartition(": ")[2])
             for line in stats.splitlines()
-            if ": " in line and not line.startswith(_ADMIN_STATS)
+            if ": " in line and not line.startswith(_NOT_CLIENT_STATS)
         )
         return cls(ticks / os.sysconf("SC_CLK_TCK"), requests)
 
