@@ -5,11 +5,16 @@ the same key in ``envoy.lb`` metadata) when it is one of the cluster's endpoints
 (``a,b``), the first such host, and the next one on a retry. Nothing else: a request is never sent to a node
 that was not named (it would not hold the model, and would answer "not found"), so when no named host is
 usable Envoy answers 503 "no healthy upstream" (the fallback policy is a subset policy that selects nothing).
-Per-node clusters are never needed, and Envoy keeps health and outlier state per host: outlier detection
-takes a node whose connections fail out of rotation within a second or so, before the daemon hears of it.
+Envoy keeps health and outlier state per host: outlier detection takes a node whose connections fail out of
+rotation within a second or so, before the daemon hears of it.
+
+Each node's port also has a cluster of its own (``single_node_cluster``): a fast-path route to a model that
+one node holds names it, which costs Envoy less per request than the header and ``override_host``.
 """
 
 from __future__ import annotations
+
+import re
 
 from envoy_data_plane.envoy.config.cluster.v3 import (
     Cluster,
@@ -50,6 +55,7 @@ from xds.extensions import ads, extension, http2_options, pack, seconds
 from xds.view import Address, Limits, Timeouts
 
 _HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_NOT_NAME_CHARS = re.compile(r"[^0-9A-Za-z_-]")
 #: Endpoint metadata no endpoint has: the subset policy used as a fallback selects no host.
 _NO_SUCH_KEY = "tfscache-no-host"
 #: Outlier detection: connection failures in a row that take a node out, how often it is checked, how long.
@@ -67,6 +73,32 @@ def node_cluster(name: str, timeouts: Timeouts, limits: Limits, *, http2: bool) 
         connect_timeout=seconds(timeouts.connect_s),
         per_connection_buffer_limit_bytes=limits.message_bytes,
         load_balancing_policy=override_host_policy(),
+        outlier_detection=outlier_detection(),
+        typed_extension_protocol_options=_http2_protocol(limits) if http2 else {},
+    )
+
+
+def single_node_cluster_name(shared: str, address: Address) -> str:
+    """The cluster of one node's port: the shared cluster's name and the address, ``[.:]`` as ``_``."""
+    return f"{shared}_{_NOT_NAME_CHARS.sub('_', str(address))}"
+
+
+def single_node_cluster(
+    shared: str, host: Host, timeouts: Timeouts, limits: Limits, *, http2: bool
+) -> Cluster:
+    """``host`` alone, for the fast-path routes of the models only it holds (``xds.fastpath``).
+
+    Such a route names its cluster, so it needs neither the ``x-tfscache-node`` header nor ``override_host``
+    (measured: about 2 µs of Envoy CPU per request less, bench/grpc_filter_cost.py). Static: the address
+    is in the name, so a node that moves is a new cluster; same outlier detection as the shared clusters.
+    """
+    name = single_node_cluster_name(shared, host.address)
+    return Cluster(
+        name=name,
+        type=ClusterDiscoveryType.STATIC,
+        connect_timeout=seconds(timeouts.connect_s),
+        load_assignment=load_assignment(name, [host]),
+        per_connection_buffer_limit_bytes=limits.message_bytes,
         outlier_detection=outlier_detection(),
         typed_extension_protocol_options=_http2_protocol(limits) if http2 else {},
     )

@@ -25,9 +25,10 @@ the gRPC listener has no ext_proc (its default route leads to an internal listen
 it, a gRPC request's chain is made for the default route (its key is not known yet), so its fast-path routes
 turn ext_proc off explicitly, which ext_proc reads when its turn comes, after the route was chosen again.
 
-A fast-path route sends to the node cluster with the ``x-tfscache-node`` header naming its holders; with
-several holders it is a weighted cluster whose entries rotate the list, so requests spread over the replicas
-and a retry goes to the next one. Each route has a stat prefix (:func:`stat_prefix`): Envoy counts its
+A fast-path route to a single holder sends to that node's own cluster (``xds.clusters.single_node_cluster``);
+with several holders it is a weighted cluster over the shared node cluster, each entry naming the holders in
+the ``x-tfscache-node`` header in a rotated order, so requests spread over the replicas and a retry goes to
+the next one. Each route has a stat prefix (:func:`stat_prefix`): Envoy counts its
 requests as ``vhost.<listener>.route.<prefix>.upstream_rq_completed``, which is how the daemon learns of hits
 it never sees (recency).
 """
@@ -60,6 +61,7 @@ from envoy_data_plane.xds.core.v3 import TypedExtensionConfig as XdsTypedExtensi
 from envoy_data_plane.xds.type.matcher.v3 import MatcherOnMatch
 
 from xds import names, wire
+from xds.clusters import single_node_cluster_name
 from xds.extensions import pack, seconds
 from xds.filters import ext_proc_disabled
 from xds.routes import retry_policy, set_header
@@ -189,10 +191,8 @@ def fast_route(
     the model key is known), so ext_proc, enabled by that route, is there and must be told to stand aside.
     """
     action = RouteAction(timeout=seconds(request_timeout_s))
-    headers = []
     if len(holders) == 1:
-        action.cluster = cluster
-        headers = [set_header(names.NODE_HEADER, str(holders[0]))]
+        action.cluster = single_node_cluster_name(cluster, holders[0])
     else:
         action.weighted_clusters = WeightedCluster(
             clusters=[
@@ -207,7 +207,6 @@ def fast_route(
     return Route(
         match=RouteMatch(prefix="/"),
         route=action,
-        request_headers_to_add=headers,
         stat_prefix=key.stat_prefix,
         typed_per_filter_config=ext_proc_disabled() if chosen_late else {},
     )
@@ -248,12 +247,17 @@ class FastPathEncoder:
         retries: int,
     ) -> EncodedRouteConfiguration:
         """The REST configuration: a prefix map on ``:path``, else ``default``."""
+        entries = list(entries)
         encoded = [
             self._entry(name, e.key.rest_prefix, e.key, names.CLUSTER_NODES_REST, e.rest, request_timeout_s)
             for e in entries
         ]
         matcher = _tree(_header_input(":path"), _TREE_PREFIX_MAP, encoded, _action("default", default))
-        return _configuration(name, matcher, {names.CLUSTER_NODES_REST, *_clusters(default)}, retries)
+        clusters = {
+            *_clusters(default),
+            *_holder_clusters(names.CLUSTER_NODES_REST, (e.rest for e in entries)),
+        }
+        return _configuration(name, matcher, clusters, retries)
 
     def grpc(
         self,
@@ -266,6 +270,7 @@ class FastPathEncoder:
     ) -> EncodedRouteConfiguration:
         """The gRPC configuration: ``path_routes`` by exact ``:path`` first, then the key map, then
         ``default``."""
+        entries = list(entries)
         encoded = [
             self._entry(
                 name,
@@ -286,7 +291,10 @@ class FastPathEncoder:
         matcher = _tree(
             _header_input(":path"), _TREE_EXACT_MAP, by_path, wire.message_field(_ON_MATCH_MATCHER, by_key)
         )
-        clusters = {names.CLUSTER_NODES_GRPC, *_clusters(default)}
+        clusters = {
+            *_clusters(default),
+            *_holder_clusters(names.CLUSTER_NODES_GRPC, (e.grpc for e in entries)),
+        }
         for route in path_routes.values():
             clusters.update(_clusters(route))
         return _configuration(name, matcher, clusters, retries)
@@ -365,6 +373,15 @@ def _configuration(name: str, matcher: bytes, clusters: set[str], retries: int) 
     payload = wire.string_field(_ROUTE_CONFIGURATION_NAME, name)
     payload += wire.message_field(_ROUTE_CONFIGURATION_VIRTUAL_HOSTS, virtual_host)
     return EncodedRouteConfiguration(name, payload, frozenset(clusters))
+
+
+def _holder_clusters(shared: str, holder_lists: Iterable[tuple[Address, ...]]) -> set[str]:
+    """The clusters fast-path routes to these holders use (``fast_route``): the shared one for several
+    holders, a node's own for one."""
+    found = set()
+    for holders in holder_lists:
+        found.add(single_node_cluster_name(shared, holders[0]) if len(holders) == 1 else shared)
+    return found
 
 
 def _clusters(route: Route) -> set[str]:

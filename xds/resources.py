@@ -9,8 +9,9 @@
   always gives them, if none), they are matcher trees (``xds.fastpath``): one lookup finds a resident model's
   route, else the default route through ext_proc. Otherwise plain lists: any extra routes given, then the
   default route. The gRPC one first denies ``HandleReloadConfigRequest``.
-- Clusters ``tfscache_nodes_rest`` / ``tfscache_nodes_grpc`` (EDS, override_host and no other host) and
-  ``tfscache_ext_proc`` (static, the daemon).
+- Clusters ``tfscache_nodes_rest`` / ``tfscache_nodes_grpc`` (EDS, override_host and no other host), one
+  static cluster per node and port for fast-path routes to a single holder
+  (``tfscache_nodes_rest_<ip>_<port>``...) and ``tfscache_ext_proc`` (static, the daemon).
 - ClusterLoadAssignments for the two node clusters.
 
 ``ext_proc=False`` leaves the ext_proc filter out of both listeners (and its cluster out of CDS): requests
@@ -30,8 +31,8 @@ from envoy_data_plane.envoy.config.route.v3 import Route, RouteConfiguration
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import HttpFilter
 
 from xds import filters, names, type_urls
-from xds.clusters import ext_proc_cluster, internal_listener_cluster, node_cluster
-from xds.endpoints import load_assignment, node_hosts
+from xds.clusters import ext_proc_cluster, internal_listener_cluster, node_cluster, single_node_cluster
+from xds.endpoints import Host, load_assignment, node_hosts
 from xds.fastpath import (
     EncodedRouteConfiguration,
     FastPathEncoder,
@@ -196,6 +197,13 @@ def build_clusters(view: ClusterView, *, ext_proc: bool = True) -> tuple[Cluster
     ]
     if ext_proc:
         clusters.append(ext_proc_cluster(view.ext_proc, view.timeouts, view.limits))
+    for node in sorted(view.nodes, key=lambda n: n.id):
+        for shared, address, http2 in (
+            (names.CLUSTER_NODES_REST, node.rest, False),
+            (names.CLUSTER_NODES_GRPC, node.grpc, True),
+        ):
+            host = Host(node.id, address, node.healthy)
+            clusters.append(single_node_cluster(shared, host, view.timeouts, view.limits, http2=http2))
     if view.grpc_key_module is not None:
         clusters.append(
             internal_listener_cluster(

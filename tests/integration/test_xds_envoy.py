@@ -36,6 +36,7 @@ from tfscachectl.envoy_launcher import (
 from tfscachectl.envoy_module import grpc_key_module
 from tfscachectl.errors import ConfigError
 from xds import names, type_urls
+from xds.clusters import single_node_cluster_name
 from xds.descriptors import read_descriptor_set
 from xds.fastpath import FastKey, FastPathEntry
 from xds.resources import Resources, build_resources
@@ -169,21 +170,26 @@ def test_envoy_receives_and_acknowledges_every_resource(
     envoy = start_envoy_on(start_envoy, ads)
     ads.wait_acked(envoy, every_type_at("1"))
 
+    own_rest = single_node_cluster_name(names.CLUSTER_NODES_REST, node_a.rest)
+    own_grpc = single_node_cluster_name(names.CLUSTER_NODES_GRPC, node_a.grpc)
+    clusters = (
+        names.CLUSTER_NODES_REST,
+        names.CLUSTER_NODES_GRPC,
+        names.CLUSTER_EXT_PROC,
+        own_rest,
+        own_grpc,
+    )
     assert dynamic_versions(envoy) == {
         "listeners": {names.LISTENER_REST: "1", names.LISTENER_GRPC: "1"},
         "routes": {names.ROUTES_REST: "1", names.ROUTES_GRPC: "1"},
-        "clusters": {
-            names.CLUSTER_NODES_REST: "1",
-            names.CLUSTER_NODES_GRPC: "1",
-            names.CLUSTER_EXT_PROC: "1",
-        },
-        "endpoints": dict.fromkeys(
-            (names.CLUSTER_NODES_REST, names.CLUSTER_NODES_GRPC, names.CLUSTER_EXT_PROC), ""
-        ),
+        "clusters": dict.fromkeys(clusters, "1"),
+        "endpoints": dict.fromkeys(clusters, ""),
     }
     hosts = cluster_hosts(envoy)
     assert hosts[names.CLUSTER_NODES_REST] == {("node-a", str(node_a.rest))}
     assert hosts[names.CLUSTER_NODES_GRPC] == {("node-a", str(node_a.grpc))}
+    assert hosts[own_rest] == {("node-a", str(node_a.rest))}
+    assert hosts[own_grpc] == {("node-a", str(node_a.grpc))}
     (stream,) = ads.run(ads.servicer.streams)
     assert stream.node_id == "envoy-under-test"
     counters = ads.servicer.counters
@@ -191,7 +197,7 @@ def test_envoy_receives_and_acknowledges_every_resource(
     assert ads.run(lambda: set(counters.acks)) == set(ALL_TYPES)
 
 
-def test_a_new_node_is_pushed_over_eds_alone_and_applied(
+def test_a_new_node_adds_its_own_clusters_and_endpoints_and_nothing_else(
     ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
 ) -> None:
     node_a, node_b = node("node-a"), node("node-b")
@@ -202,19 +208,26 @@ def test_a_new_node_is_pushed_over_eds_alone_and_applied(
 
     stored = ads.set_snapshot(snapshot("2", build_resources(make_view(listener_ports, node_a, node_b))))
     assert stored.version_of(type_urls.ENDPOINT) == "2"
-    assert stored.version_of(type_urls.CLUSTER) == "1"
+    assert stored.version_of(type_urls.CLUSTER) == "2"
     applied = ads.call(ads.servicer.wait_applied(ACK_TIMEOUT_S), ACK_TIMEOUT_S + 1)
     assert applied.version == "2"
 
-    assert cluster_hosts(envoy)[names.CLUSTER_NODES_REST] == {
-        ("node-a", str(node_a.rest)),
-        ("node-b", str(node_b.rest)),
+    hosts = cluster_hosts(envoy)
+    assert hosts[names.CLUSTER_NODES_REST] == {("node-a", str(node_a.rest)), ("node-b", str(node_b.rest))}
+    assert hosts[single_node_cluster_name(names.CLUSTER_NODES_REST, node_b.rest)] == {
+        ("node-b", str(node_b.rest))
     }
-    assert set(dynamic_versions(envoy)["clusters"].values()) == {"1"}
-    assert ads.acked() == {**every_type_at("1"), type_urls.ENDPOINT: "2"}
+    # Envoy keeps the clusters that did not change as they were (node A's, the shared ones: their
+    # connections and outlier state), and adds node B's.
+    versions = dynamic_versions(envoy)["clusters"]
+    assert versions[single_node_cluster_name(names.CLUSTER_NODES_REST, node_a.rest)] == "1"
+    assert versions[names.CLUSTER_NODES_REST] == "1"
+    assert versions[single_node_cluster_name(names.CLUSTER_NODES_GRPC, node_b.grpc)] == "2"
+    assert ads.acked() == {**every_type_at("1"), type_urls.ENDPOINT: "2", type_urls.CLUSTER: "2"}
     pushes_after = ads.run(lambda: dict(ads.servicer.counters.pushes))
-    assert pushes_after[type_urls.ENDPOINT] == pushes_before[type_urls.ENDPOINT] + 1
-    for unchanged in (type_urls.CLUSTER, type_urls.LISTENER, type_urls.ROUTE):
+    for changed in (type_urls.CLUSTER, type_urls.ENDPOINT):
+        assert pushes_after[changed] == pushes_before[changed] + 1
+    for unchanged in (type_urls.LISTENER, type_urls.ROUTE):
         assert pushes_after[unchanged] == pushes_before[unchanged]
 
 

@@ -9,6 +9,7 @@ from envoy_data_plane.envoy.type.matcher.v3 import HttpRequestHeaderMatchInput
 from envoy_data_plane.xds.type.matcher.v3 import Matcher, MatcherOnMatch
 
 from xds import names, wire
+from xds.clusters import single_node_cluster_name
 from xds.descriptors import read_descriptor_set
 from xds.fastpath import MODEL_KEY_STATE, FastKey, FastPathEncoder, FastPathEntry, routable
 from xds.resources import build_fast_path_configurations
@@ -108,12 +109,12 @@ def test_resident_versions_get_routes_to_their_holders_with_ext_proc_left_alone(
     assert single.stat_prefix == FastKey("m").stat_prefix
     assert single.typed_per_filter_config == {}
     assert single.route is not None
-    assert single.route.cluster == names.CLUSTER_NODES_REST
+    # One holder: that node's own cluster, no header to choose a host.
+    assert single.route.cluster == f"{names.CLUSTER_NODES_REST}_127_0_0_1_8501"
+    assert single.route.cluster == single_node_cluster_name(names.CLUSTER_NODES_REST, A_REST)
     assert single.route.timeout is not None
     assert single.route.timeout.total_seconds() == 7.0
-    assert [(h.header.key, h.header.value) for h in single.request_headers_to_add if h.header] == [
-        (names.NODE_HEADER, str(A_REST))
-    ]
+    assert single.request_headers_to_add == []
 
     spread = route_of(by_prefix["/v1/models/m/versions/2:"])
     assert spread.route is not None
@@ -140,7 +141,7 @@ def test_resident_versions_get_routes_to_their_holders_with_ext_proc_left_alone(
     assert set(by_key) == {'["m"]|[]|[]', '["m"]|["2"]|[]'}
     grpc_route = route_of(by_key['["m"]|[]|[]'])
     assert grpc_route.route is not None
-    assert grpc_route.route.cluster == names.CLUSTER_NODES_GRPC
+    assert grpc_route.route.cluster == single_node_cluster_name(names.CLUSTER_NODES_GRPC, A_GRPC)
 
 
 def test_encoded_entries_are_reused_and_replaced_when_holders_change() -> None:
@@ -157,8 +158,12 @@ def test_encoded_entries_are_reused_and_replaced_when_holders_change() -> None:
     assert vhost.matcher.matcher_tree is not None
     assert vhost.matcher.matcher_tree.prefix_match_map is not None
     route = route_of(vhost.matcher.matcher_tree.prefix_match_map.map["/v1/models/m:"])
-    assert [h.header.value for h in route.request_headers_to_add if h.header] == [str(B_REST)]
-    assert rest.clusters == frozenset({names.CLUSTER_NODES_REST})
+    assert route.route is not None
+    assert route.route.cluster == single_node_cluster_name(names.CLUSTER_NODES_REST, B_REST)
+    # The routes use B's own cluster now, the default route the shared one.
+    assert rest.clusters == frozenset(
+        {names.CLUSTER_NODES_REST, single_node_cluster_name(names.CLUSTER_NODES_REST, B_REST)}
+    )
 
 
 def test_a_thousand_models_make_configurations_of_a_few_hundred_kilobytes() -> None:

@@ -154,6 +154,11 @@ def test_names_of_every_resource(resources: Resources) -> None:
         "tfscache_nodes_rest",
         "tfscache_nodes_grpc",
         "tfscache_ext_proc",
+        # each node's own, sorted by node id, for fast-path routes to a single holder
+        "tfscache_nodes_rest_127_0_0_1_8501",
+        "tfscache_nodes_grpc_127_0_0_1_8500",
+        "tfscache_nodes_rest_127_0_0_2_8501",
+        "tfscache_nodes_grpc_127_0_0_2_8500",
     ]
     assert [cla.cluster_name for cla in resources.endpoints] == ["tfscache_nodes_rest", "tfscache_nodes_grpc"]
     assert list(resources.by_type()) == [
@@ -448,6 +453,24 @@ def test_with_the_module_grpc_misses_go_through_the_internal_listener_to_ext_pro
     assert endpoint.address.envoy_internal_address.server_listener_name == names.LISTENER_GRPC_MISS
     assert (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" in cluster.typed_extension_protocol_options
+    )
+
+
+def test_each_node_port_has_a_static_cluster_of_its_own() -> None:
+    built = build_resources(make_view(node("node-a", 1), node("node-b", 2, healthy=False)))
+    own = by_name(built.clusters, "tfscache_nodes_grpc_127_0_0_2_8500")
+    assert own.type == ClusterDiscoveryType.STATIC
+    assert own.load_assignment is not None
+    (lb_endpoint,) = own.load_assignment.endpoints[0].lb_endpoints
+    assert lb_endpoint.health_status == HealthStatus.UNHEALTHY
+    assert lb_endpoint.endpoint.address.socket_address.port_value == 8500
+    assert own.outlier_detection == by_name(built.clusters, names.CLUSTER_NODES_GRPC).outlier_detection
+    assert own.load_balancing_policy is None
+    assert set(own.typed_extension_protocol_options) == {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    }
+    assert (
+        by_name(built.clusters, "tfscache_nodes_rest_127_0_0_2_8501").typed_extension_protocol_options == {}
     )
 
 

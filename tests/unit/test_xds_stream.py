@@ -259,7 +259,7 @@ def test_servicer_sends_each_type_filtered_and_counts_acks() -> None:
         await envoy.request(CDS)
         clusters = await envoy.response()
         assert (clusters.type_url, clusters.version_info) == (CDS, "1")
-        assert len(clusters.resources) == 3
+        assert len(clusters.resources) == 5  # the two shared node clusters, ext_proc, node A's own two
         assert clusters.control_plane.identifier == "tfscache"
         await envoy.request(EDS, frozenset({names.CLUSTER_NODES_GRPC}))
         endpoints = await envoy.response()
@@ -289,10 +289,14 @@ def test_servicer_pushes_only_changed_types_on_a_new_snapshot() -> None:
         await envoy.ack(await envoy.response(), BOTH_NODE_CLUSTERS)
         await server.wait_applied(STEP_TIMEOUT_S)
         cache.set_snapshot(snapshot("2", NODE_A, NODE_B))
+        # node B brings its own clusters (CDS) and its endpoints in the shared ones (EDS); nothing else
+        clusters = await envoy.response()
+        assert (clusters.type_url, clusters.version_info, len(clusters.resources)) == (CDS, "2", 7)
+        await envoy.ack(clusters)
         pushed = await envoy.response()
         assert (pushed.type_url, pushed.version_info) == (EDS, "2")
         assert len(pushed.resources) == 2
-        await envoy.nothing_more()  # clusters did not change
+        await envoy.nothing_more()
         waiting = asyncio.create_task(server.wait_applied(STEP_TIMEOUT_S))
         await asyncio.sleep(0.05)
         assert not waiting.done()
@@ -300,7 +304,7 @@ def test_servicer_pushes_only_changed_types_on_a_new_snapshot() -> None:
         assert (await waiting).version == "2"
 
     server = run_with_envoy(cache, scenario)
-    assert server.counters.pushes == {CDS: 1, EDS: 2}
+    assert server.counters.pushes == {CDS: 2, EDS: 2}
 
 
 def test_servicer_records_a_nack_and_does_not_resend_until_a_new_snapshot() -> None:
