@@ -314,6 +314,10 @@ def start_cache_stack(
     )
 
 
+#: Rounds of each paired point, (b) and (c) alternating: the criteria are judged on each side's median round.
+PAIRED_ROUNDS = 3
+
+
 def measure_through(
     ctx: BenchContext,
     stack: Stack,
@@ -345,7 +349,7 @@ def measure_through(
             baseline = Side(
                 STATIC_ENVOY, upstream.name, static.rest_address, static.grpc_address, static.envoy
             )
-            baseline_rows, rows = measure_sides(ctx, [baseline, cache])
+            baseline_rows, rows = measure_sides(ctx, [baseline, cache], rounds=PAIRED_ROUNDS)
             ctx.findings.paired_baselines[scenario] = baseline_rows
     finally:
         if static is not None:

@@ -121,7 +121,7 @@ def bootstrap(filters: tuple[str, ...], port: int, upstream: str) -> dict[str, A
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": f"{_TYPES}.http.router.v3.Router"},
     }
-    manager = {
+    manager: dict[str, Any] = {
         "@type": f"{_TYPES}.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "grpc",
         "codec_type": "HTTP2",

@@ -42,6 +42,9 @@ class Row:
     envoy_cpu_us: float | None = None
     """The Envoy in the path: its CPU time (all threads) per request it handled over the whole run, warm-up
     included, in µs; None when no Envoy is in the path (or it was not read)."""
+    round_rps: tuple[float, ...] = ()
+    """When the point was measured in several rounds (``scenarios.median_round``): each round's requests/s;
+    the row is the median one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,12 +245,13 @@ def overhead_section(
     lines = [
         f"Against the {upstream}, each point compared with {baseline} at the same protocol and concurrency. "
         f'"paired": that {baseline} point was measured right before the cache\'s, alternating, so that both '
-        f'share the machine\'s state; "(b) rows": the {baseline} rows of the tables above.',
+        "share the machine's state, in as many rounds as the last column has (each side's row is its round "
+        f'of median requests/s); "(b) rows": the {baseline} rows of the tables above.',
         "",
         f"| scenario | protocol | concurrency | {baseline} | {baseline} req/s | req/s | {ratio_head} | met "
         f"| {baseline} p50 ms | p50 ms | {added_head} | met | {baseline} Envoy CPU µs / request "
-        "| Envoy CPU µs / request |",
-        "|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|---:|---:|",
+        "| Envoy CPU µs / request | rounds: req/s ratio |",
+        "|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---|",
     ]
     header_lines = len(lines)
     verdicts: list[str] = []
@@ -279,7 +283,7 @@ def overhead_section(
                 f"| {_number(reference.rps, 0)} | {_number(result.rps, 0)} | {_percent(ratio)} "
                 f"| {_verdict(ratio_met)} | {_number(reference.p50_ms, 3)} | {_number(result.p50_ms, 3)} "
                 f"| {_signed(added)} | {_verdict(added_met)} | {_optional(reference_row.envoy_cpu_us, 1)} "
-                f"| {_optional(row.envoy_cpu_us, 1)} |"
+                f"| {_optional(row.envoy_cpu_us, 1)} | {_round_ratios(reference_row, row)} |"
             )
             if not ratio_met:
                 failed.append(f"{row.protocol.value} c={row.concurrency} throughput {_percent(ratio)}")
@@ -294,6 +298,15 @@ def overhead_section(
     if len(lines) == header_lines:
         lines = lines[:1]  # nothing compared: no empty table
     return Section(title, "\n".join([*lines, "", *verdicts]))
+
+
+def _round_ratios(reference: Row, row: Row) -> str:
+    """Each round's throughput ratio, when both sides were measured in the same number of rounds."""
+    if len(row.round_rps) < 2 or len(row.round_rps) != len(reference.round_rps):
+        return "-"
+    pairs = zip(row.round_rps, reference.round_rps, strict=True)
+    ratios = [mine / theirs if theirs > 0 else math.nan for mine, theirs in pairs]
+    return ", ".join(_percent(ratio) for ratio in ratios)
 
 
 def daemon_traffic_section(title: str, traffic: Sequence[DaemonTraffic]) -> Section:
@@ -333,7 +346,8 @@ def render_results(
         f"Measured {when} on this machine:\n\n{machine.markdown()}",
         f"Command (from the repository's root):\n\n```\n{command}\n```",
         "## How it is measured\n\n"
-        f"Each point is one h2load run: {settings.warm_up_s:g} s of warm-up, then {settings.duration_s:g} s "
+        f"Each point is one h2load run (the paired comparisons below: several, see there): "
+        f"{settings.warm_up_s:g} s of warm-up, then {settings.duration_s:g} s "
         "measured, with as many connections as the concurrency and one request in flight on each "
         f"(`-c N -m 1`, {settings.threads} h2load thread(s)). The request is a small `half_plus_two` predict "
         "(input `x` = [1.0, 2.0, 5.0]). REST is HTTP/1.1 (`--h1`); gRPC is HTTP/2 with one "

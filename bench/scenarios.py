@@ -11,6 +11,7 @@ protocol), for any scenario that has a REST and a gRPC address to send to.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -261,19 +262,32 @@ def _load(ctx: BenchContext, side: Side, target: LoadTarget, concurrency: int) -
     return Row(side.scenario, side.upstream, target.protocol, concurrency, result, cpu_us)
 
 
-def measure_sides(ctx: BenchContext, sides: Sequence[Side]) -> list[list[Row]]:
+def measure_sides(ctx: BenchContext, sides: Sequence[Side], rounds: int = 1) -> list[list[Row]]:
     """``measure`` for several sides at once, interleaved: each protocol is checked on every side, then each
-    concurrency is loaded on every side in turn, so that the sides of one point share the machine's state
-    (other work on it comes and goes). Returns each side's rows, in the order of ``sides``."""
+    concurrency is loaded on every side in turn, ``rounds`` times, so that the sides of one point share the
+    machine's state (other work on it comes and goes). Each side's row of a point is its round of median
+    throughput (``median_round``). Returns each side's rows, in the order of ``sides``."""
     rows: list[list[Row]] = [[] for _ in sides]
     for protocol in Protocol:
         targets = [side.target(ctx, protocol) for side in sides]
         for target in targets:
             check(target)
         for concurrency in ctx.concurrencies:
-            for side, target, side_rows in zip(sides, targets, rows, strict=True):
-                side_rows.append(_load(ctx, side, target, concurrency))
+            measured: list[list[Row]] = [[] for _ in sides]
+            for _ in range(rounds):
+                for side, target, side_rounds in zip(sides, targets, measured, strict=True):
+                    side_rounds.append(_load(ctx, side, target, concurrency))
+            for side_rows, side_rounds in zip(rows, measured, strict=True):
+                side_rows.append(median_round(side_rounds))
     return rows
+
+
+def median_round(rounds: Sequence[Row]) -> Row:
+    """The round of median throughput (the lower middle one of an even number), kept whole: its requests/s,
+    percentiles and Envoy CPU were measured together; ``round_rps`` lists every round's requests/s."""
+    ordered = sorted(rounds, key=lambda row: row.result.rps)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    return dataclasses.replace(chosen, round_rps=tuple(row.result.rps for row in rounds))
 
 
 def measure(
