@@ -173,7 +173,7 @@ class RecencyFeed:
         url = f"http://{admin}/stats"
         try:
             async with self._session.get(
-                url, params={"usedonly": "", "filter": ROUTE_COUNTER_FILTER}
+                url, params={"usedonly": "", "type": "Counters", "filter": ROUTE_COUNTER_FILTER}
             ) as reply:
                 reply.raise_for_status()
                 text = await reply.text()
