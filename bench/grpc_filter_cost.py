@@ -5,8 +5,10 @@ model-key module: the field extraction (parses the first message), ``set_filter_
 the route is chosen again), and ext_proc, which stays in the filter chain (the chain is made for the route
 chosen before the key is known) though the fast-path route turns it off. Each variant is a static Envoy
 config adding one of them; the last one has tfscache's model-key module (``envoy/modules/grpc_model_key.c``)
-alone instead, as the daemon configures it when the module can be built. The table gives requests/s, p50
-and Envoy's CPU per request. Run by hand (not part of ``make bench``)::
+alone instead, as the daemon configures it when the module can be built, and then the parts of a fast-path
+route one by one. The last two variants route with the daemon's own gRPC route configuration, once with one
+model and once with 2,001: route lookup must not grow with the number of resident models. The table gives
+requests/s, p50 and Envoy's CPU per request. Run by hand (not part of ``make bench``)::
 
     .venv/bin/python -m bench.grpc_filter_cost
 """
@@ -19,21 +21,30 @@ from pathlib import Path
 from typing import Any
 
 import betterproto2
+from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 
 from bench.load import LoadSettings, grpc_target, run_load
-from bench.payloads import write_payloads
+from bench.payloads import MODEL_NAME, write_payloads
 from bench.standin import NginxStandIn
 from tests.harness.envoy import EnvoyProcess
-from tests.harness.processes import ProcessRegistry, free_port, port_accepts, wait_until
+from tests.harness.processes import LOOPBACK, ProcessRegistry, free_port, port_accepts, wait_until
 from tfscachectl.envoy_launcher import envoy_file
 from tfscachectl.envoy_module import grpc_key_module
-from xds.clusters import node_cluster
-from xds.descriptors import DESCRIPTOR_SET_NAME
-from xds.fastpath import GRPC_KEY_FORMAT, MODEL_KEY_STATE, MODULE_FILTER_NAME
+from xds.clusters import node_cluster, single_node_cluster_name
+from xds.descriptors import DESCRIPTOR_SET_NAME, read_descriptor_set
+from xds.fastpath import (
+    GRPC_KEY_FORMAT,
+    MODEL_KEY_STATE,
+    MODULE_FILTER_NAME,
+    FastKey,
+    FastPathEncoder,
+    FastPathEntry,
+)
 from xds.listeners import RESERVED_HEADERS
-from xds.names import NODE_HEADER
+from xds.names import CLUSTER_NODES_GRPC, NODE_HEADER
+from xds.resources import build_fast_path_configurations
 from xds.routes import HOST_SELECTION_ATTEMPTS, RETRY_ON
-from xds.view import Limits, Timeouts
+from xds.view import Address, ClusterView, Limits, NodeView, Timeouts
 
 CONCURRENCY = 16
 ROUNDS = 2
@@ -49,8 +60,14 @@ VARIANTS = (
     ("+ override_host and outlier detection on the cluster", ("module", "retry", "stats", "override")),
     ("+ the reserved headers' early removal", ("module", "retry", "stats", "override", "strip")),
 )
+#: The daemon's own gRPC route configuration (matcher tree, per-node cluster), with one model's route and
+#: with 2,000 more: route lookup must not grow with the number of resident models.
+ROUTE_TABLE_VARIANTS = (
+    ("the daemon's gRPC routes, 1 model routed", ("module", "strip", "table", "routes=0")),
+    ("the daemon's gRPC routes, 2,001 models routed", ("module", "strip", "table", "routes=2000")),
+)
 #: Parts of the fast path's route, cluster and connection manager rather than filters.
-_NOT_FILTERS = frozenset({"retry", "stats", "override", "strip"})
+_NOT_FILTERS = frozenset({"retry", "stats", "override", "strip", "table"})
 
 
 def _filter(kind: str) -> dict[str, Any]:
@@ -125,7 +142,10 @@ def bootstrap(filters: tuple[str, ...], port: int, upstream: str) -> dict[str, A
         "@type": f"{_TYPES}.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "grpc",
         "codec_type": "HTTP2",
-        "http_filters": [*(_filter(f) for f in filters if f not in _NOT_FILTERS), router],
+        "http_filters": [
+            *(_filter(f) for f in filters if f not in _NOT_FILTERS and not f.startswith("routes=")),
+            router,
+        ],
         "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
     }
     if "retry" in filters:
@@ -166,7 +186,7 @@ def bootstrap(filters: tuple[str, ...], port: int, upstream: str) -> dict[str, A
         }
     }
     endpoint = {"address": {"socket_address": {"address": host, "port_value": int(upstream_port)}}}
-    return {
+    config = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
             "listeners": [
@@ -199,6 +219,33 @@ def bootstrap(filters: tuple[str, ...], port: int, upstream: str) -> dict[str, A
             ],
         },
     }
+    for item in filters:
+        if item.startswith("routes="):
+            _use_daemon_routes(config, manager, upstream, int(item.removeprefix("routes=")))
+    return config
+
+
+def _use_daemon_routes(config: dict[str, Any], manager: dict[str, Any], upstream: str, more: int) -> None:
+    """Replace the static route with the route configuration the daemon would build for the bench model
+    and ``more`` other models, all held by the upstream (as a node), and add that node's own cluster."""
+    host, _, port = upstream.rpartition(":")
+    node = Address(host, int(port))
+    view = ClusterView(
+        nodes=(NodeView("stand-in", node, node),),
+        ext_proc=Address(LOOPBACK, 1),
+        rest_listener=Address(LOOPBACK, 1),
+        grpc_listener=Address(LOOPBACK, 1),
+        timeouts=Timeouts(ensure_deadline_s=30.0, request_s=30.0),
+        grpc_descriptors=read_descriptor_set(),
+    )
+    models = [MODEL_NAME, *(f"tenant-{index:04d}" for index in range(1, more + 1))]
+    entries = [FastPathEntry(FastKey(model), (node,), (node,)) for model in models]
+    _, grpc = build_fast_path_configurations(view, entries, FastPathEncoder())
+    manager["route_config"] = RouteConfiguration.parse(bytes(grpc)).to_dict(casing=betterproto2.Casing.SNAKE)
+    (cluster,) = config["static_resources"]["clusters"]
+    name = single_node_cluster_name(CLUSTER_NODES_GRPC, node)
+    own = {**cluster, "name": name, "load_assignment": {**cluster["load_assignment"], "cluster_name": name}}
+    config["static_resources"]["clusters"].append(own)
 
 
 def _node_cluster_policies() -> dict[str, Any]:
@@ -224,7 +271,7 @@ def main() -> None:
             payloads = write_payloads(work / "payloads")
             print("| filters | requests/s | p50 ms | Envoy CPU µs / request |\n|---|---:|---:|---:|")
             for round_number in range(ROUNDS):
-                for label, filters in VARIANTS:
+                for label, filters in (*VARIANTS, *ROUTE_TABLE_VARIANTS):
                     port = free_port()
                     name = f"envoy-{round_number}-{len(filters)}"
                     config = bootstrap(filters, port, nginx.grpc_address)

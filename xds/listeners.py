@@ -53,8 +53,10 @@ def http_listener(
         else HttpConnectionManagerCodecType.AUTO,
         rds=Rds(config_source=ads(), route_config_name=route_config_name),
         http_filters=list(http_filters),
-        # A cold request waits for its model's load without a byte moving: allow the whole route timeout.
-        stream_idle_timeout=seconds(timeouts.route_s),
+        # A cold request waits for its model's load without a byte moving: allow the whole route timeout,
+        # and the connect timeout more, so that a route's own timeout (the gRPC miss route's is that much
+        # longer) answers first, saying what timed out.
+        stream_idle_timeout=seconds(timeouts.route_s + timeouts.connect_s),
         http2_protocol_options=http2_options(limits),
         early_header_mutation_extensions=[
             extension(

@@ -196,7 +196,7 @@ def test_rest_listener_filters_and_codec(resources: Resources) -> None:
     assert hcm.rds.route_config_name == names.ROUTES_REST
     assert hcm.rds.config_source.ads is not None
     assert [f.name for f in hcm.http_filters] == [names.FILTER_EXT_PROC, names.FILTER_ROUTER]
-    assert hcm.stream_idle_timeout == datetime.timedelta(seconds=92)
+    assert hcm.stream_idle_timeout == datetime.timedelta(seconds=92.5)  # the route timeout + connect timeout
 
 
 def test_grpc_listener_extracts_fields_before_ext_proc(resources: Resources) -> None:
