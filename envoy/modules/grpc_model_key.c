@@ -162,8 +162,9 @@ static bool read_byte(cursor *c, size_t end, uint8_t *out) {
   return true;
 }
 
-/* Skips `n` bytes; false if the region ending at `end` (or the body) is shorter. */
-static bool skip_bytes(cursor *c, size_t end, size_t n) {
+/* Moves `n` bytes on, copying them to `out` unless it is NULL (a copy is small: a name); false if the
+ * region ending at `end` (or the body) is shorter. */
+static bool take_bytes(cursor *c, size_t end, char *out, size_t n) {
   if (n > end - c->pos) {
     return false;
   }
@@ -174,6 +175,10 @@ static bool skip_bytes(cursor *c, size_t end, size_t n) {
     }
     size_t here = c->chunks[c->index].length - c->offset;
     size_t step = n < here ? n : here;
+    if (out != NULL) {
+      memcpy(out, c->chunks[c->index].ptr + c->offset, step);
+      out += step;
+    }
     c->offset += step;
     c->pos += step;
     n -= step;
@@ -181,26 +186,9 @@ static bool skip_bytes(cursor *c, size_t end, size_t n) {
   return true;
 }
 
-/* Copies `n` bytes out (n is small: a name); false if the region is shorter. */
-static bool copy_bytes(cursor *c, size_t end, char *out, size_t n) {
-  if (n > end - c->pos) {
-    return false;
-  }
-  while (n > 0) {
-    cursor_settle(c);
-    if (c->index >= c->count) {
-      return false;
-    }
-    size_t here = c->chunks[c->index].length - c->offset;
-    size_t step = n < here ? n : here;
-    memcpy(out, c->chunks[c->index].ptr + c->offset, step);
-    out += step;
-    c->offset += step;
-    c->pos += step;
-    n -= step;
-  }
-  return true;
-}
+static bool skip_bytes(cursor *c, size_t end, size_t n) { return take_bytes(c, end, NULL, n); }
+
+static bool copy_bytes(cursor *c, size_t end, char *out, size_t n) { return take_bytes(c, end, out, n); }
 
 /* A base-128 varint of at most 10 bytes whose value fits 64 bits (a 10th byte above 1 does not). */
 static bool read_varint(cursor *c, size_t end, uint64_t *out) {

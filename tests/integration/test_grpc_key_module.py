@@ -54,6 +54,7 @@ from tests.harness import (
 from tests.harness.binaries import envoy_binary
 from tfscachectl.envoy_launcher import envoy_file
 from tfscachectl.envoy_module import CFLAGS, MODULE_DIR_ENV, MODULE_SOURCE, grpc_key_module
+from xds import wire
 from xds.fastpath import MODEL_KEY_STATE, MODULE_FILTER_NAME, FastKey, routable
 
 pytestmark = pytest.mark.integration
@@ -266,16 +267,8 @@ def reference_key(message: bytes) -> str | None:
 
 
 def varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    """``value`` as protobuf writes it: a negative int64 as its 64-bit two's complement."""
+    return wire.varint(value & ((1 << 64) - 1))
 
 
 def tag(number: int, wire_type: int) -> bytes:
