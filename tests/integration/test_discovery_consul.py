@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import urllib.request
@@ -15,8 +14,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 
 from tests.harness.consul_standin import ConsulApiStandIn
+from tests.harness.membership import Follower, no_duplicates
 from tfscachectl.discovery.backoff import Backoff
-from tfscachectl.discovery.base import Membership
 from tfscachectl.discovery.consul import ConsulMembership, ConsulRegistration
 from tfscachectl.discovery.members import Member
 from tfscachectl.discovery.settings import ConsulSettings
@@ -63,45 +62,6 @@ def settings_for(consul: ConsulApiStandIn, **changes: object) -> ConsulSettings:
     return ConsulSettings(**values)  # type: ignore[arg-type]
 
 
-class Follower:
-    """Runs ``watch()`` of a membership source in a task and records every membership it yields."""
-
-    def __init__(self, source: ConsulMembership) -> None:
-        self.history: list[Membership] = []
-        self._changed = asyncio.Event()
-        self._task = asyncio.create_task(self._follow(source))
-
-    async def _follow(self, source: ConsulMembership) -> None:
-        async for membership in source.watch():
-            self.history.append(membership)
-            self._changed.set()
-
-    @property
-    def latest(self) -> Membership | None:
-        return self.history[-1] if self.history else None
-
-    async def until(self, predicate: Callable[[Membership], bool], timeout: float, what: str) -> Membership:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.latest is None or not predicate(self.latest):
-            if self._task.done():
-                self._task.result()
-                raise AssertionError(f"the watch ended while waiting for {what}")
-            self._changed.clear()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(f"timed out waiting for {what}; history: {self.history}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
-        assert self.latest is not None
-        return self.latest
-
-    async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.wait([self._task])
-        assert self._task.cancelled(), "the watch must end by cancellation only"
-
-
 @contextlib.asynccontextmanager
 async def following(settings: ConsulSettings) -> AsyncIterator[Follower]:
     follower = Follower(ConsulMembership(settings, backoff=FAST_BACKOFF))
@@ -116,11 +76,6 @@ def abandon(registration: ConsulRegistration) -> None:
     task = registration._task
     assert task is not None
     task.cancel()
-
-
-def no_duplicates(history: list[Membership]) -> None:
-    for before, after in itertools.pairwise(history):
-        assert before != after, f"the same membership was yielded twice in a row: {after}"
 
 
 #: An instance of the service that is no tfscache node (no member in its Meta).

@@ -6,19 +6,18 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
-import itertools
 import logging
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.harness.binaries import etcd_binary
 from tests.harness.etcd import EtcdServer
+from tests.harness.membership import Follower, no_duplicates
 from tests.harness.processes import LOOPBACK, ProcessRegistry, free_port, port_accepts, wait_until
 from tfscachectl.discovery.backoff import Backoff
-from tfscachectl.discovery.base import Membership
 from tfscachectl.discovery.etcd import EtcdMembership, EtcdRegistration
 from tfscachectl.discovery.members import Member
 from tfscachectl.discovery.settings import EtcdSettings
@@ -55,45 +54,6 @@ def settings_for(etcd: EtcdServer, **changes: object) -> EtcdSettings:
     return EtcdSettings(**values)  # type: ignore[arg-type]
 
 
-class Follower:
-    """Runs ``watch()`` of a membership source in a task and records every membership it yields."""
-
-    def __init__(self, source: EtcdMembership) -> None:
-        self.history: list[Membership] = []
-        self._changed = asyncio.Event()
-        self._task = asyncio.create_task(self._follow(source))
-
-    async def _follow(self, source: EtcdMembership) -> None:
-        async for membership in source.watch():
-            self.history.append(membership)
-            self._changed.set()
-
-    @property
-    def latest(self) -> Membership | None:
-        return self.history[-1] if self.history else None
-
-    async def until(self, predicate: Callable[[Membership], bool], timeout: float, what: str) -> Membership:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.latest is None or not predicate(self.latest):
-            if self._task.done():
-                self._task.result()
-                raise AssertionError(f"the watch ended while waiting for {what}")
-            self._changed.clear()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(f"timed out waiting for {what}; history: {self.history}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
-        assert self.latest is not None
-        return self.latest
-
-    async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.wait([self._task])
-        assert self._task.cancelled(), "the watch must end by cancellation only"
-
-
 @contextlib.asynccontextmanager
 async def following(settings: EtcdSettings) -> AsyncIterator[Follower]:
     follower = Follower(EtcdMembership(settings, backoff=FAST_BACKOFF))
@@ -108,11 +68,6 @@ def abandon(registration: EtcdRegistration) -> None:
     task = registration._task
     assert task is not None
     task.cancel()
-
-
-def no_duplicates(history: list[Membership]) -> None:
-    for before, after in itertools.pairwise(history):
-        assert before != after, f"the same membership was yielded twice in a row: {after}"
 
 
 async def etcd_keys(etcd: EtcdServer, *auth: str) -> set[str]:
