@@ -378,10 +378,10 @@ def _configuration(name: str, matcher: bytes, clusters: set[str], retries: int) 
 def _holder_clusters(shared: str, holder_lists: Iterable[tuple[Address, ...]]) -> set[str]:
     """The clusters fast-path routes to these holders use (``fast_route``): the shared one for several
     holders, a node's own for one."""
-    found = set()
-    for holders in holder_lists:
-        found.add(single_node_cluster_name(shared, holders[0]) if len(holders) == 1 else shared)
-    return found
+    distinct = set(holder_lists)  # a few holder sets, shared by thousands of models
+    return {
+        single_node_cluster_name(shared, holders[0]) if len(holders) == 1 else shared for holders in distinct
+    }
 
 
 def _clusters(route: Route) -> set[str]:

@@ -11,6 +11,7 @@ new snapshot that only adds an endpoint resends EDS and nothing else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -93,22 +94,28 @@ class Snapshot:
     types: Mapping[str, TypedResources]
 
     @classmethod
-    def create(cls, version: str, resources: Mapping[str, Sequence[Resource]]) -> Snapshot:
-        """A snapshot of ``resources`` (by type URL); every served type is present, if only empty."""
+    def create(
+        cls, version: str, resources: Mapping[str, Sequence[Resource]], previous: Snapshot | None = None
+    ) -> Snapshot:
+        """A snapshot of ``resources`` (by type URL); every served type is present, if only empty.
+
+        A type whose resources are the very objects ``previous`` holds (resources are not changed once
+        built) is taken from ``previous`` as it is, version included, without serializing them again.
+        """
         if not version:
             raise ValueError("a snapshot needs a version")
         unknown = sorted(set(resources) - set(type_urls.PUSH_ORDER))
         if unknown:
             raise ValueError(f"types this server does not serve: {', '.join(unknown)}")
-        return cls(
-            version,
-            MappingProxyType(
-                {
-                    type_url: TypedResources.create(type_url, version, resources.get(type_url, ()))
-                    for type_url in type_urls.PUSH_ORDER
-                }
-            ),
-        )
+        types = {}
+        for type_url in type_urls.PUSH_ORDER:
+            given = resources.get(type_url, ())
+            earlier = previous.types[type_url] if previous is not None else None
+            if earlier is not None and _same_objects(given, earlier.resources.values()):
+                types[type_url] = earlier
+            else:
+                types[type_url] = TypedResources.create(type_url, version, given)
+        return cls(version, MappingProxyType(types))
 
     def version_of(self, type_url: str) -> str:
         return self.types[type_url].version
@@ -135,12 +142,12 @@ class Snapshot:
         routes = self.names(type_urls.ROUTE)
         clusters = self.names(type_urls.CLUSTER)
         endpoints = self.names(type_urls.ENDPOINT)
-        for name, listener in self.resources(type_urls.LISTENER).items():
-            assert isinstance(listener, Listener)
-            for wanted in route_config_names(listener):
+        for name, packed in self.types[type_urls.LISTENER].packed.items():
+            wanted_routes, wanted_clusters = _listener_references(packed.value)
+            for wanted in wanted_routes:
                 if wanted not in routes:
                     found.append(f"listener {name} uses route configuration {wanted}, which is missing")
-            for wanted in grpc_service_clusters(listener):
+            for wanted in wanted_clusters:
                 if wanted not in clusters:
                     found.append(f"listener {name} calls cluster {wanted}, which is missing")
         for name, route_config in self.resources(type_urls.ROUTE).items():
@@ -165,3 +172,20 @@ class Snapshot:
         if problems:
             raise InconsistentSnapshotError(self.version, problems)
         return self
+
+
+def _same_objects(given: Sequence[Resource], held: Iterable[Resource]) -> bool:
+    """Whether ``given`` are the objects ``held`` (any order): names are unique within a type."""
+    by_name = {resource_name(resource): resource for resource in held}
+    names = [resource_name(resource) for resource in given]
+    return len(set(names)) == len(names) == len(by_name) and all(
+        by_name.get(name) is resource for name, resource in zip(names, given, strict=True)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _listener_references(encoded: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The route configurations and clusters a serialized listener refers to. Unpacking its connection
+    managers costs milliseconds, and the listeners rarely change: each publication would pay it again."""
+    listener = Listener.parse(encoded)
+    return tuple(route_config_names(listener)), tuple(grpc_service_clusters(listener))

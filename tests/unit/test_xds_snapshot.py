@@ -157,6 +157,26 @@ def test_unchanged_types_keep_their_version(resources: Resources) -> None:
     assert snapshot_of("3", resources).carry_versions(None).version_of(type_urls.LISTENER) == "3"
 
 
+def test_types_holding_the_same_objects_are_taken_from_the_previous_snapshot(resources: Resources) -> None:
+    first = snapshot_of("1", resources)
+    grown = build_resources(make_view(node("node-a", 1), node("node-b", 2)))
+    mixed = dataclasses.replace(resources, clusters=grown.clusters, endpoints=grown.endpoints)
+    second = Snapshot.create("2", mixed.by_type(), previous=first)
+    for kept in (type_urls.LISTENER, type_urls.ROUTE):
+        assert second.types[kept] is first.types[kept]  # not serialized again
+    for changed in (type_urls.CLUSTER, type_urls.ENDPOINT):
+        assert second.version_of(changed) == "2"
+    # equal but not the same objects: serialized again (and carry_versions keeps the version)
+    rebuilt = build_resources(make_view())
+    third = Snapshot.create("3", rebuilt.by_type(), previous=first)
+    assert third.types[type_urls.LISTENER] is not first.types[type_urls.LISTENER]
+    assert third.carry_versions(first).version_of(type_urls.LISTENER) == "1"
+    # a resource given twice is still refused, though the previous snapshot held it
+    (listener, *_) = resources.listeners
+    with pytest.raises(InconsistentSnapshotError, match="appears twice"):
+        Snapshot.create("4", {type_urls.LISTENER: [listener, listener]}, previous=first)
+
+
 # --- SnapshotCache ----------------------------------------------------------------------------------------
 
 
