@@ -42,6 +42,18 @@ def test_an_ensure_answer_crossing_an_unloading_announcement_does_not_bring_the_
     assert ("m", 2) in view.held()[NODE]
 
 
+def test_a_residency_event_reports_a_change_only_when_what_the_node_holds_changes() -> None:
+    view = cluster()
+    published: list[None] = []
+    view.on_change(lambda: published.append(None))
+    view.note_loaded(NODE, "m", 1)  # an ensure's answer: routes change now
+    assert len(published) == 1
+    assert view._apply(NODE, "loaded", "m", 1) is False  # the stream's LOADED, later: nothing new
+    assert view._apply(NODE, "unloading", "m", 1) is True
+    assert view._apply(NODE, "unloaded", "m", 1) is False
+    assert view._apply(NODE, "loaded", "m", 1) is True
+
+
 def test_membership_changes_add_and_drop_nodes_and_their_holdings() -> None:
     view = cluster()
     view._apply(NODE, "loaded", "m", 1)

@@ -206,8 +206,8 @@ class Cluster:
                         if event.kind == "loaded":
                             snapshot.add((key.name, key.version))
                         continue
-                    self._apply(node_id, event.kind, key.name, key.version)
-                    self._changed()
+                    if self._apply(node_id, event.kind, key.name, key.version):
+                        self._changed()
                     if event.kind == "unloading":
                         for listener in self._unloading:
                             listener(node_id, key.name, key.version)
@@ -221,14 +221,18 @@ class Cluster:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
 
-    def _apply(self, node_id: NodeId, kind: str, name: str, version: int) -> None:
-        held, leaving = self._held[node_id], self._leaving[node_id]
+    def _apply(self, node_id: NodeId, kind: str, name: str, version: int) -> bool:
+        """Apply a residency event; whether what the node holds changed (an ensure's answer may have
+        told already: ``note_loaded``)."""
+        held, leaving, key = self._held[node_id], self._leaving[node_id], (name, version)
+        was_held = key in held
         if kind == "loaded":
-            held.add((name, version))
-            leaving.discard((name, version))
+            held.add(key)
+            leaving.discard(key)
         else:  # unloading or unloaded: no new request should go there
-            held.discard((name, version))
-            leaving.add((name, version))
+            held.discard(key)
+            leaving.add(key)
+        return was_held != (key in held)
 
     def note_loaded(self, node_id: NodeId, name: str, version: int) -> None:
         """An ensure just answered: the node holds the model (the stream will say so too, a bit later).

@@ -71,6 +71,10 @@ class FastPathCounters:
 
     routes: int = 0
     """Fast-path routes in the configuration last published."""
+    publications: int = 0
+    """Snapshots built and published (changes that come together make one)."""
+    publish_seconds: float = 0.0
+    """Time spent building and publishing them."""
     withdrawals: int = 0
     """Unloads confirmed to an agent after Envoy acknowledged the withdrawal of the version's routes."""
     withdrawal_failures: int = 0

@@ -97,11 +97,21 @@ class _State(Collector):
             "Fast-path routes in the last configuration.",
             value=self._fast_path.routes,
         )
-        for name, value, text in (
+        fast_path: tuple[tuple[str, float, str], ...] = (
             (
                 "fast_path_requests",
                 self._recency.fast_path_requests,
                 "Hits Envoy served on fast routes.",
+            ),
+            (
+                "snapshot_publications",
+                self._fast_path.publications,
+                "Snapshots published (changes that come together make one).",
+            ),
+            (
+                "snapshot_publish_seconds",
+                self._fast_path.publish_seconds,
+                "Time the event loop spent building and publishing snapshots.",
             ),
             ("fast_path_withdrawals", self._fast_path.withdrawals, "Unloads confirmed after Envoy's ACK."),
             (
@@ -116,8 +126,9 @@ class _State(Collector):
                 "Failed counter readings.",
             ),
             ("recency_touch_failures", self._recency.touch_failures, "Hit reports an agent did not take."),
-        ):
-            yield CounterMetricFamily(PREFIX + name, text, value=value)
+        )
+        for name, total, text in fast_path:
+            yield CounterMetricFamily(PREFIX + name, text, value=total)
 
 
 class DaemonMetrics:

@@ -36,6 +36,7 @@ from tfscachectl.daemon.fastpath import (
 )
 from tfscachectl.daemon.membership import MembershipCounters, Move, moves_on_join, node_settings
 from tfscachectl.daemon.metrics import DaemonMetrics
+from tfscachectl.daemon.pacing import Pacer
 from tfscachectl.daemon.recency import Holders, RecencyCounters, RecencyFeed
 from tfscachectl.daemon.router import PlacementRouter, RouterCounters
 from tfscachectl.daemon.settings import MODULE_AUTO, MODULE_OFF, DaemonSettings, NodeSettings
@@ -149,6 +150,8 @@ class Daemon:
         self._encoder = FastPathEncoder()
         self._routed: set[FastKey] = set()
         self._publish_pending = False
+        #: Publishing takes at most about half of the loop's time, however fast changes come.
+        self._publish_pacer = Pacer(share=0.5)
         self._tasks: set[asyncio.Task[None]] = set()
         self.cluster.on_change(self._publish_soon)
         self.cluster.on_unloading(self._withdraw_soon)
@@ -199,17 +202,24 @@ class Daemon:
             self._view, self._base = view, build_resources(view, fast_path=())
         assert self._view is not None, "publish(view) first"
         assert self._base is not None
+        started = time.monotonic()
         entries = self.fast_path_entries()
         routes = build_fast_path_configurations(self._view, entries, self._encoder)
         self._version += 1
         version = f"{self._version}-{int(time.time())}"
         resources = dataclasses.replace(self._base, routes=routes)
-        snapshot = self.cache.set_snapshot(Snapshot.create(version, resources.by_type()))
+        snapshot = self.cache.set_snapshot(
+            Snapshot.create(version, resources.by_type(), previous=self.cache.snapshot)
+        )
         self.fast_path_counters.routes = len(entries)
         added = {e.key for e in entries} - self._routed
         self._routed = {e.key for e in entries}
         if added and self.ads.streams():
             self._spawn(self._time_routes(time.monotonic()))
+        finished = time.monotonic()
+        self._publish_pacer.ran(started, finished)
+        self.fast_path_counters.publications += 1
+        self.fast_path_counters.publish_seconds += finished - started
         return snapshot
 
     def fast_path_entries(self) -> list[FastPathEntry]:
@@ -225,7 +235,10 @@ class Daemon:
         return {NodeId(i): (n.rest, n.grpc) for i, n in by_id.items() if n.healthy}
 
     def _publish_soon(self) -> None:
-        """Publish on the next turn of the loop: a burst of changes makes one snapshot."""
+        """Publish on the next turn of the loop, or, right after a long publication, once as long again
+        has passed (``Pacer``): changes that come meanwhile make one snapshot. Changes arrive one by one
+        (an agent's events, the ensures' answers) and a publication with thousands of routes takes
+        milliseconds, so without that wait a burst (a thousand preloads) would cost one each."""
         if self._publish_pending or self._view is None:
             return
         self._publish_pending = True
@@ -234,7 +247,12 @@ class Daemon:
             self._publish_pending = False
             self.publish()
 
-        asyncio.get_running_loop().call_soon(publish)
+        loop = asyncio.get_running_loop()
+        wait = self._publish_pacer.delay(time.monotonic())
+        if wait > 0:
+            loop.call_later(wait, publish)
+        else:
+            loop.call_soon(publish)
 
     def _withdraw_soon(self, node_id: NodeId, name: str, version: int) -> None:
         self._spawn(self._withdraw(node_id, name, version))
