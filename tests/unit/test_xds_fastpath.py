@@ -11,7 +11,16 @@ from envoy_data_plane.xds.type.matcher.v3 import Matcher, MatcherOnMatch
 from xds import names, wire
 from xds.clusters import single_node_cluster_name
 from xds.descriptors import read_descriptor_set
-from xds.fastpath import MODEL_KEY_STATE, FastKey, FastPathEncoder, FastPathEntry, routable
+from xds.fastpath import (
+    MODEL_KEY_STATE,
+    FastKey,
+    FastPathEncoder,
+    FastPathEntry,
+    _encoded_on_match,
+    _on_match,
+    fast_route,
+    routable,
+)
 from xds.resources import build_fast_path_configurations
 from xds.view import Address, ClusterView, NodeView, Timeouts
 
@@ -152,6 +161,7 @@ def test_encoded_entries_are_reused_and_replaced_when_holders_change() -> None:
     again = build_fast_path_configurations(view(), first, encoder)
     assert [bytes(c) for c in one] == [bytes(c) for c in again]
     rest, _ = build_fast_path_configurations(view(), moved, encoder)
+    assert len(encoder._entries) == 2  # the key's entry in each listener, the old ones replaced
     parsed = RouteConfiguration.parse(bytes(rest))
     vhost = parsed.virtual_hosts[0]
     assert vhost.matcher is not None
@@ -172,3 +182,26 @@ def test_a_thousand_models_make_configurations_of_a_few_hundred_kilobytes() -> N
     assert len(bytes(rest)) < 400_000
     assert len(bytes(grpc)) < 400_000
     assert len(RouteConfiguration.parse(bytes(rest)).virtual_hosts) == 1
+
+
+@pytest.mark.parametrize("chosen_late", [False, True])
+@pytest.mark.parametrize("holders", [(A_GRPC,), (A_GRPC, B_GRPC)])
+def test_each_route_is_its_shared_template_and_its_own_stat_prefix(
+    chosen_late: bool, holders: tuple[Address, ...]
+) -> None:
+    encoder = FastPathEncoder()
+    for key in (FastKey("m"), FastKey("m", 3), FastKey("other.model-1", 12)):
+        encoded = encoder._route_bytes(key, names.CLUSTER_NODES_GRPC, holders, 7.0, chosen_late=chosen_late)
+        expected = fast_route(key, names.CLUSTER_NODES_GRPC, holders, 7.0, chosen_late=chosen_late)
+        assert Route.parse(encoded) == expected
+        assert route_of(MatcherOnMatch.parse(_encoded_on_match("fast", encoded))) == expected
+        assert MatcherOnMatch.parse(_encoded_on_match("fast", encoded)) == _on_match("fast", expected)
+    assert len(encoder._templates) == 1  # one template for every key with the same holders
+
+
+def test_templates_of_holder_sets_no_longer_used_are_dropped() -> None:
+    encoder = FastPathEncoder()
+    build_fast_path_configurations(view(), [FastPathEntry(FastKey("m"), (A_REST,), (A_GRPC,))], encoder)
+    assert {template[1] for template in encoder._templates} == {(A_REST,), (A_GRPC,)}
+    build_fast_path_configurations(view(), [FastPathEntry(FastKey("m"), (B_REST,), (B_GRPC,))], encoder)
+    assert {template[1] for template in encoder._templates} == {(B_REST,), (B_GRPC,)}
