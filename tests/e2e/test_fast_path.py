@@ -198,3 +198,49 @@ def test_requests_racing_an_operator_eviction_are_served(stack: Stack) -> None:
         answers += [pool.submit(call, index) for index in range(64, 96)]
         results = [answer.result() for answer in answers]
     assert results == [(200, {"predictions": [expected(name, float(i))]}) for i in range(96)]
+
+
+def test_a_new_version_in_the_store_moves_the_unversioned_route(
+    module_processes: ProcessRegistry,
+    generated_models: ModelStoreTree,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The daemon asks a holder for the latest version every ``latest_refresh``: a version added to the store
+    is loaded, and unversioned requests move to it (on the fast path once its route is there)."""
+    name, newer = TENANTS[0], TENANTS[1]
+    root = tmp_path_factory.mktemp("latest-refresh")
+    store = root / "store"
+    shutil.copytree(generated_models.base_path(name), store / name)
+    refreshing = start_stack(
+        module_processes,
+        root / "stack",
+        str(store),
+        nodes=1,
+        agent_settings={"max_models": 2, "version_cache_seconds": 0},
+        daemon_settings={"fast_path": {"recency_interval": 0.2, "latest_refresh": 0.5}},
+    )
+    try:
+        with httpx.Client(base_url=refreshing.rest_url, timeout=HTTP_TIMEOUT_S) as client:
+            load_and_wait_for_route(refreshing, client, name)
+            (version_dir,) = [p for p in (store / name).iterdir() if p.name.isdigit()]
+            # version 2 of `name`: another tenant's weights, so the answers tell the versions apart
+            (newer_dir,) = [p for p in generated_models.base_path(newer).iterdir() if p.name.isdigit()]
+            staging = store / name / ".staging"
+            shutil.copytree(newer_dir, staging)
+            staging.rename(store / name / str(int(version_dir.name) + 1))
+
+            def moved() -> bool:
+                return predict_rest(client, name, 2.0) == (200, {"predictions": [expected(newer, 2.0)]})
+
+            wait_until(moved, ROUTE_WAIT_S, f"unversioned requests for {name} to reach its new version")
+            asked = ext_proc_requests(refreshing)
+
+            def fast_again() -> bool:
+                before = ext_proc_requests(refreshing)
+                assert moved(), "an unversioned request went back to the old version"
+                return ext_proc_requests(refreshing) == before
+
+            wait_until(fast_again, ROUTE_WAIT_S, f"the unversioned route of {name} to its new version")
+            assert ext_proc_requests(refreshing) >= asked
+    finally:
+        refreshing.stop()

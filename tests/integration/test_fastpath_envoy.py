@@ -8,6 +8,7 @@ node went by its fast-path route, without ext_proc.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -26,7 +27,12 @@ from tests.integration.test_xds_envoy import (
     snapshot,
     start_envoy_on,
 )
-from tfscachectl.daemon.recency import ROUTE_COUNTER_FILTER, parse_route_counters
+from tfscachectl.daemon.recency import (
+    ROUTE_COUNTER_FILTER,
+    in_flight_filter,
+    parse_in_flight,
+    parse_route_counters,
+)
 from xds import names, type_urls
 from xds.fastpath import FastKey, FastPathEntry
 from xds.resources import build_resources
@@ -126,6 +132,10 @@ def test_rest_hits_take_their_route_to_the_holders_and_never_ext_proc(
     counts = parse_route_counters(envoy.admin_get(f"/stats?usedonly&filter={ROUTE_COUNTER_FILTER}"))
     assert counts[FastKey("m").stat_prefix] == 1 + 10 + 1
     assert counts[FastKey("m", 2).stat_prefix] == 40
+    # Every request answered: none in flight on those routes (what a withdrawal's drain waits for).
+    prefixes = [FastKey("m").stat_prefix, FastKey("m", 2).stat_prefix]
+    quoted = urllib.parse.quote(in_flight_filter(prefixes))
+    assert parse_in_flight(envoy.admin_get(f"/stats?usedonly&type=Counters&filter={quoted}")) == 0
 
     # Withdrawn: the model's requests take the slow path again.
     publish(ads, envoy, view, "2", [entry(FastKey("m", 2), node_b)])

@@ -5,7 +5,13 @@ from __future__ import annotations
 from tfscachectl.agent.api.values import ModelHits
 from tfscachectl.core.placement import NodeId
 from tfscachectl.daemon.fastpath import fast_path_entries, holders_by_stat_prefix
-from tfscachectl.daemon.recency import hits_by_node, increases, parse_route_counters
+from tfscachectl.daemon.recency import (
+    hits_by_node,
+    in_flight_filter,
+    increases,
+    parse_in_flight,
+    parse_route_counters,
+)
 from xds.fastpath import FastKey
 from xds.view import Address
 
@@ -67,3 +73,19 @@ def test_hits_are_shared_among_holders_and_latest_routes_credit_the_concrete_ver
         A: [ModelHits("m", 2, 4, 100.0)],
         B: [ModelHits("m", 2, 3, 100.0)],
     }
+
+
+def test_requests_in_flight_are_those_routed_and_not_answered() -> None:
+    text = "\n".join(
+        [
+            "vhost.tfscache_rest.route.fp_aa_1.upstream_rq_total: 7",
+            "vhost.tfscache_rest.route.fp_aa_1.upstream_rq_completed: 5",
+            "vhost.fp_aa_1.route.fp_aa_1.upstream_rq_total: 3",
+            "vhost.fp_aa_1.route.fp_aa_1.upstream_rq_completed: 3",
+            "vhost.tfscache_rest.route.fp_aa_1.upstream_rq_2xx: 5",
+        ]
+    )
+    assert parse_in_flight(text) == 2
+    assert parse_in_flight("") == 0
+    pattern = in_flight_filter(["fp_bb_latest", "fp_aa_1"])
+    assert pattern == r"^vhost\.[^.]+\.route\.(fp_aa_1|fp_bb_latest)\.upstream_rq_(total|completed)$"

@@ -81,6 +81,10 @@ class Cluster:
     def holders(self, name: str) -> set[NodeId]:
         return {node_id for node_id, held in self._held.items() if any(m == name for m, _ in held)}
 
+    def holders_of(self, name: str, version: int) -> set[NodeId]:
+        """The nodes holding that version (a set lookup per node)."""
+        return {node_id for node_id, held in self._held.items() if (name, version) in held}
+
     def holdings(self) -> list[Holding]:
         return [Holding(n, m, v) for n, held in sorted(self._held.items()) for m, v in sorted(held)]
 

@@ -77,5 +77,7 @@ class FastPathCounters:
     """Time spent building and publishing them."""
     withdrawals: int = 0
     """Unloads confirmed to an agent after Envoy acknowledged the withdrawal of the version's routes."""
+    drain_timeouts: int = 0
+    """Withdrawals whose routes still had requests in flight after ``fast_path.drain_timeout``."""
     withdrawal_failures: int = 0
     """Unloads not confirmed: Envoy did not acknowledge in time, or rejected the configuration."""

@@ -115,6 +115,11 @@ class _State(Collector):
             ),
             ("fast_path_withdrawals", self._fast_path.withdrawals, "Unloads confirmed after Envoy's ACK."),
             (
+                "fast_path_drain_timeouts",
+                self._fast_path.drain_timeouts,
+                "Unloads confirmed while requests routed before the withdrawal were still unanswered.",
+            ),
+            (
                 "fast_path_withdrawal_failures",
                 self._fast_path.withdrawal_failures,
                 "Unloads not confirmed: Envoy did not acknowledge the withdrawn routes.",

@@ -51,6 +51,30 @@ def parse_route_counters(text: str) -> dict[str, int]:
     return dict(counts)
 
 
+_IN_FLIGHT_COUNTER = re.compile(r"^vhost\.[^.]+\.route\.[^.]+\.upstream_rq_(total|completed): (\d+)$")
+
+
+def in_flight_filter(prefixes: Iterable[str]) -> str:
+    """Envoy's admin ``/stats`` filter for the started and completed request counters of these routes."""
+    alternatives = "|".join(re.escape(prefix) for prefix in sorted(prefixes))
+    return rf"^vhost\.[^.]+\.route\.({alternatives})\.upstream_rq_(total|completed)$"
+
+
+def parse_in_flight(text: str) -> int:
+    """``/stats`` text output for ``in_flight_filter`` -> requests started on those routes and not yet
+    answered (Envoy counts a request in ``upstream_rq_total`` when it is routed, in ``upstream_rq_completed``
+    when its answer comes, Envoy's own 5xx included)."""
+    started = completed = 0
+    for line in text.splitlines():
+        found = _IN_FLIGHT_COUNTER.match(line.strip())
+        if found:
+            if found.group(1) == "total":
+                started += int(found.group(2))
+            else:
+                completed += int(found.group(2))
+    return started - completed
+
+
 def increases(previous: Mapping[str, int] | None, current: Mapping[str, int]) -> dict[str, int]:
     """Requests since ``previous`` per prefix. The first reading is a baseline (no increase); a counter
     lower than before was reset (Envoy restarted), so all of it is new."""
@@ -167,6 +191,25 @@ class RecencyFeed:
                 self.counters.touch_failures += 1
                 log.info("recency_touch_failed node=%s error=%r", node, exc)
         return reports
+
+    async def in_flight(self, prefixes: Iterable[str]) -> int | None:
+        """Requests on the routes with these stat prefixes that every known Envoy routed and has not had
+        answered yet (None when no Envoy answered)."""
+        assert self._session is not None, "start() first"
+        total: int | None = None
+        for admin in sorted(set(self._admins())):
+            try:
+                async with self._session.get(
+                    f"http://{admin}/stats",
+                    params={"usedonly": "", "type": "Counters", "filter": in_flight_filter(prefixes)},
+                ) as reply:
+                    reply.raise_for_status()
+                    text = await reply.text()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.info("in_flight_read_failed admin=%s error=%r", admin, exc)
+                continue
+            total = (total or 0) + parse_in_flight(text)
+        return total
 
     async def _read(self, admin: str) -> dict[str, int] | None:
         assert self._session is not None, "start() first"

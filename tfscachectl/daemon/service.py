@@ -60,7 +60,7 @@ from xds import (
     build_resources,
     read_descriptor_set,
 )
-from xds.fastpath import FastKey, FastPathEncoder, FastPathEntry
+from xds.fastpath import FastKey, FastPathEncoder, FastPathEntry, routable
 from xds.resources import build_fast_path_configurations
 from xds.server import AdsServer
 
@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 
 #: Models moved at once to nodes that joined (each a load there, then an unload where it was).
 MOVES_AT_ONCE = 2
+#: How often a withdrawal's drain asks Envoy for the routes' requests still in flight.
+DRAIN_POLL_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,7 @@ class Daemon:
             self.fast_path_counters.withdrawal_failures += 1
             log.warning("fast_path_withdraw_failed node=%s model=%s:%d error=%s", node_id, name, version, exc)
             return
+        await self._drain(name, version)
         try:
             await self.cluster.confirm_unload(node_id, name, version)
         except ServingError as exc:
@@ -274,6 +277,26 @@ class Daemon:
             log.warning("fast_path_confirm_failed node=%s model=%s:%d error=%r", node_id, name, version, exc)
             return
         self.fast_path_counters.withdrawals += 1
+
+    async def _drain(self, name: str, version: int) -> None:
+        """Wait until the requests Envoy routed to the version's withdrawn routes before it applied the
+        withdrawal have their answers (they may still be on their way to the node, or queued there), or
+        ``fast_path.drain_timeout`` has passed: only then may the agent unload it."""
+        if not self.settings.fast_path.enabled or not routable(name):
+            return
+        prefixes = {FastKey(name, version).stat_prefix}
+        if self.cluster.latest.get(name) == version:
+            prefixes.add(FastKey(name).stat_prefix)
+        deadline = time.monotonic() + self.settings.fast_path.drain_timeout
+        while True:
+            pending = await self.recency.in_flight(prefixes)
+            if pending is None or pending <= 0:
+                return
+            if time.monotonic() >= deadline:
+                self.fast_path_counters.drain_timeouts += 1
+                log.info("fast_path_drain_timeout model=%s:%d in_flight=%d", name, version, pending)
+                return
+            await asyncio.sleep(DRAIN_POLL_S)
 
     async def _time_routes(self, published: float) -> None:
         """How long Envoy took to acknowledge routes just added (histogram ``fast_path_route_seconds``)."""
@@ -290,11 +313,15 @@ class Daemon:
         take the slow path, which waits for that load."""
         period = self.settings.fast_path.latest_refresh
         while True:
-            await asyncio.sleep(period)
             names = sorted({e.key.name for e in self.fast_path_entries() if e.key.version is None})
-            held = self.cluster.held()
+            if not names:
+                await asyncio.sleep(period)
+                continue
             for name in names:
-                holders = sorted(n for n, models in held.items() if any(m == name for m, _ in models))
+                # one call every period / len(names): the same small load all the time, not a burst
+                await asyncio.sleep(period / len(names))
+                latest = self.cluster.latest.get(name)
+                holders = sorted(self.cluster.holders_of(name, latest)) if latest is not None else []
                 if not holders:
                     continue
                 agent = self.cluster.agents.get(holders[0])
@@ -309,7 +336,6 @@ class Daemon:
                     log.info("latest_refresh_failed model=%s error=%r", name, exc.message)
                     continue
                 self.cluster.note_latest(name, key.version)
-                await asyncio.sleep(period / max(len(names), 1) / 2)  # spread the calls over the period
 
     # ----- membership -----------------------------------------------------------------------------
 

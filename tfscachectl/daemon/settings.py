@@ -63,6 +63,14 @@ class FastPathSettings(BaseModel):
     withdraw_timeout: float = Field(
         5.0, gt=0, description="seconds to wait for Envoy to drop a leaving model's routes"
     )
+    drain_timeout: float = Field(
+        2.0,
+        ge=0,
+        description=(
+            "seconds a leaving model's requests already routed by Envoy may take to be answered before "
+            "its agent may unload it"
+        ),
+    )
     envoy_admins: tuple[str, ...] = Field(
         (), description="Envoy admin host:port to read hit counts from, besides those Envoys report"
     )
