@@ -34,15 +34,14 @@ from xds.clusters import node_cluster, single_node_cluster_name
 from xds.descriptors import DESCRIPTOR_SET_NAME, read_descriptor_set
 from xds.fastpath import (
     GRPC_KEY_FORMAT,
-    MODEL_KEY_HEADER,
+    MODEL_KEY_STATE,
     MODULE_FILTER_NAME,
-    NO_MODEL_KEY,
     FastKey,
     FastPathEncoder,
     FastPathEntry,
 )
 from xds.listeners import RESERVED_HEADERS
-from xds.names import CLUSTER_GRPC_MISS, CLUSTER_NODES_GRPC, NODE_HEADER
+from xds.names import CLUSTER_NODES_GRPC, NODE_HEADER
 from xds.resources import build_fast_path_configurations
 from xds.routes import HOST_SELECTION_ATTEMPTS, RETRY_ON
 from xds.view import Address, ClusterView, Limits, NodeView, Timeouts
@@ -61,8 +60,8 @@ VARIANTS = (
     ("+ override_host and outlier detection on the cluster", ("module", "retry", "stats", "override")),
     ("+ the reserved headers' early removal", ("module", "retry", "stats", "override", "strip")),
 )
-#: The daemon's own gRPC route configuration (a virtual host per key, per-node cluster), with one model's
-#: route and with 2,000 more: route lookup must not grow with the number of resident models.
+#: The daemon's own gRPC route configuration (matcher tree, per-node cluster), with one model's route and
+#: with 2,000 more: route lookup must not grow with the number of resident models.
 ROUTE_TABLE_VARIANTS = (
     ("the daemon's gRPC routes, 1 model routed", ("module", "strip", "table", "routes=0")),
     ("the daemon's gRPC routes, 2,001 models routed", ("module", "strip", "table", "routes=2000")),
@@ -87,7 +86,7 @@ def _filter(kind: str) -> dict[str, Any]:
                 "filter_name": MODULE_FILTER_NAME,
                 "filter_config": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": MODEL_KEY_HEADER,
+                    "value": MODEL_KEY_STATE,
                 },
             },
         }
@@ -176,7 +175,7 @@ def bootstrap(filters: tuple[str, ...], port: int, upstream: str) -> dict[str, A
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation."
                     "header_mutation.v3.HeaderMutation",
-                    "mutations": [_arrival(header, "table" in filters) for header in RESERVED_HEADERS],
+                    "mutations": [{"remove": header} for header in RESERVED_HEADERS],
                 },
             }
         ]
@@ -226,15 +225,6 @@ def bootstrap(filters: tuple[str, ...], port: int, upstream: str) -> dict[str, A
     return config
 
 
-def _arrival(header: str, by_key_header: bool) -> dict[str, Any]:
-    """The early mutation of a reserved header: removed, or (the daemon's routes, which choose the virtual
-    host by the model-key header) the key header set to "no key" as the daemon's gRPC listener does."""
-    if by_key_header and header == MODEL_KEY_HEADER:
-        value = {"key": header, "value": NO_MODEL_KEY}
-        return {"append": {"header": value, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
-    return {"remove": header}
-
-
 def _use_daemon_routes(config: dict[str, Any], manager: dict[str, Any], upstream: str, more: int) -> None:
     """Replace the static route with the route configuration the daemon would build for the bench model
     and ``more`` other models, all held by the upstream (as a node), and add that node's own cluster."""
@@ -247,7 +237,6 @@ def _use_daemon_routes(config: dict[str, Any], manager: dict[str, Any], upstream
         grpc_listener=Address(LOOPBACK, 1),
         timeouts=Timeouts(ensure_deadline_s=30.0, request_s=30.0),
         grpc_descriptors=read_descriptor_set(),
-        grpc_key_module="/module/as/the/daemon/configures/it.so",  # routes by the module's key header
     )
     models = [MODEL_NAME, *(f"tenant-{index:04d}" for index in range(1, more + 1))]
     entries = [FastPathEntry(FastKey(model), (node,), (node,)) for model in models]
@@ -255,10 +244,8 @@ def _use_daemon_routes(config: dict[str, Any], manager: dict[str, Any], upstream
     manager["route_config"] = RouteConfiguration.parse(bytes(grpc)).to_dict(casing=betterproto2.Casing.SNAKE)
     (cluster,) = config["static_resources"]["clusters"]
     name = single_node_cluster_name(CLUSTER_NODES_GRPC, node)
-    for added in (name, CLUSTER_GRPC_MISS):  # the node's own cluster; the default route's (never used here)
-        assignment = {**cluster["load_assignment"], "cluster_name": added}
-        clusters = config["static_resources"]["clusters"]
-        clusters.append({**cluster, "name": added, "load_assignment": assignment})
+    own = {**cluster, "name": name, "load_assignment": {**cluster["load_assignment"], "cluster_name": name}}
+    config["static_resources"]["clusters"].append(own)
 
 
 def _node_cluster_policies() -> dict[str, Any]:

@@ -1,8 +1,7 @@
 """Fast-path routes: each resident model has its own route to the node(s) holding it, ext_proc off.
 
-A request's fast-path route is found with one lookup, whatever the number of resident models (a list of
-prefix routes would be tried one by one): in an Envoy matcher tree, or, for gRPC with the model-key module,
-among the virtual hosts:
+A route configuration's virtual host finds a request's fast-path route with one lookup in an Envoy matcher
+tree, whatever the number of resident models (a list of prefix routes would be tried one by one):
 
 - REST: a prefix map on ``:path``. ``/v1/models/NAME:`` matches ``:predict``, ``:classify`` and ``:regress``
   of the version the cache calls latest; ``/v1/models/NAME/versions/V:`` those of version V. A name holds no
@@ -10,16 +9,11 @@ among the virtual hosts:
   slow path (they are rare and the slow path answers them exactly).
 - gRPC: the model is in the body. tfscache's model-key module (``envoy/modules/grpc_model_key.c``, Envoy's
   dynamic-modules filter; :func:`model_key_module_filter`) reads ``model_spec`` from the first message and
-  sets the request header :data:`MODEL_KEY_HEADER` to the key (:attr:`FastKey.grpc_host`: ``NAME/latest``
-  or ``NAME/V``, capitals written ``~`` and the letter in lower case). The route configuration chooses the
-  virtual host by that header (``vhost_header``): each key has a virtual host of its own, found in one hash
-  lookup, with one route; the listener sets the header to :data:`NO_MODEL_KEY` as a request arrives, which
-  only the default virtual host ``*`` takes. Envoy's matcher trees cost about 4 µs more per request than
-  this (bench/grpc_filter_cost.py). Without the module, the ``grpc_field_extraction`` filter extracts
-  ``model_spec``, a ``set_filter_state`` filter writes the key :attr:`FastKey.grpc_key` into the filter state
-  object :data:`MODEL_KEY_STATE`, and the virtual host's matcher finds the route by an exact map on it (the
-  fields as Envoy formats them, JSON lists: ``["NAME"]|[]|[]``, ``["NAME"]|["V"]|[]``). Either way the
-  route cache is cleared, so the route is chosen again; a request naming a label never matches.
+  writes a key into the filter state object :data:`MODEL_KEY_STATE`; without it, the ``grpc_field_extraction``
+  filter extracts ``model_spec`` and a ``set_filter_state`` filter writes the key from the extracted fields.
+  Either clears the route cache, so the route is chosen again, by an exact map on that key. The key is the
+  fields as Envoy formats them (JSON lists): ``["NAME"]|[]|[]`` for the latest version, ``["NAME"]|["V"]|[]``
+  for version V; a request naming a label never matches.
 
 Anything not in the map takes the default route, through ext_proc (the slow path). Only names made of
 letters, digits, ``.``, ``_`` and ``-`` get fast-path routes: any other name would need escaping in a URL or
@@ -41,10 +35,9 @@ it never sees (recency).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -74,13 +67,8 @@ from xds.filters import ext_proc_disabled
 from xds.routes import retry_policy, set_header
 from xds.view import Address
 
-#: The filter state object holding a gRPC request's model key (without the model-key module).
+#: The filter state object holding a gRPC request's model key.
 MODEL_KEY_STATE: Final = "tfscache.model_key"
-#: The request header holding a gRPC request's model key (with the model-key module).
-MODEL_KEY_HEADER: Final = names.MODEL_KEY_HEADER
-#: :data:`MODEL_KEY_HEADER` until the module writes a key: no virtual host has it for a domain. (Envoy finds
-#: no virtual host at all for a request without the header.)
-NO_MODEL_KEY: Final = "-"
 FILTER_SET_FILTER_STATE: Final = "envoy.filters.http.set_filter_state"
 #: The filter the model-key module registers (``envoy/modules/grpc_model_key.c``).
 MODULE_FILTER_NAME: Final = "grpc_model_key"
@@ -92,7 +80,6 @@ GRPC_KEY_FORMAT: Final = (
     f"|%DYNAMIC_METADATA({_FIELDS}:model_spec.version_label)%"
 )
 _ROUTABLE_NAME = re.compile(r"[A-Za-z0-9._-]+")
-_CAPITAL = re.compile(r"[A-Z]")
 _STAT_HASH_CHARS = 16
 
 # Field numbers of the messages encoded by hand (envoy.config.route.v3, xds.type.matcher.v3).
@@ -100,9 +87,7 @@ _ROUTE_CONFIGURATION_NAME = 1
 _ROUTE_CONFIGURATION_VIRTUAL_HOSTS = 2
 _VIRTUAL_HOST_NAME = 1
 _VIRTUAL_HOST_DOMAINS = 2
-_VIRTUAL_HOST_ROUTES = 3
 _VIRTUAL_HOST_RETRY_POLICY = 16
-_ROUTE_CONFIGURATION_VHOST_HEADER = 18
 _VIRTUAL_HOST_MATCHER = 21
 _MATCHER_TREE = 2
 _MATCHER_ON_NO_MATCH = 3
@@ -149,13 +134,6 @@ class FastKey:
         return f'["{self.name}"]|{version}|[]'
 
     @property
-    def grpc_host(self) -> str:
-        """The key the model-key module writes for a request naming this model (and version): a virtual
-        host domain, unique whatever the case of the name's letters (Envoy ignores it matching domains)."""
-        escaped = _CAPITAL.sub(lambda capital: "~" + capital.group().lower(), self.name)
-        return f"{escaped}/{'latest' if self.version is None else self.version}"
-
-    @property
     def stat_prefix(self) -> str:
         """The route's stat prefix: Envoy-safe whatever the name, and the same in every daemon."""
         digest = hashlib.sha256(self.name.encode()).hexdigest()[:_STAT_HASH_CHARS]
@@ -194,14 +172,14 @@ def model_key_filter() -> HttpFilter:
 
 def model_key_module_filter(module_path: str) -> HttpFilter:
     """The gRPC listener's filter when Envoy has tfscache's model-key module at ``module_path``: it reads
-    ``model_spec`` from the first request message itself, sets :data:`MODEL_KEY_HEADER` to the key
-    (:attr:`FastKey.grpc_host`) and clears the route cache; ``envoy/modules/grpc_model_key.c``."""
+    ``model_spec`` from the first request message itself, writes :data:`MODEL_KEY_STATE` (the same key as
+    ``GRPC_KEY_FORMAT`` gives) and clears the route cache; ``envoy/modules/grpc_model_key.c``."""
     config = DynamicModuleFilter(
         dynamic_module_config=DynamicModuleConfig(
             module=AsyncDataSource(local=DataSource(filename=module_path)), do_not_close=True
         ),
         filter_name=MODULE_FILTER_NAME,
-        filter_config=pack(StringValue(value=MODEL_KEY_HEADER)),
+        filter_config=pack(StringValue(value=MODEL_KEY_STATE)),
     )
     return HttpFilter(name=names.FILTER_GRPC_MODEL_KEY, typed_config=pack(config))
 
@@ -333,55 +311,6 @@ class FastPathEncoder:
             clusters.update(_clusters(route))
         return _configuration(name, matcher, clusters, retries)
 
-    def grpc_by_host(
-        self,
-        name: str,
-        default_routes: Sequence[Route],
-        entries: Iterable[FastPathEntry],
-        request_timeout_s: float,
-        retries: int,
-    ) -> EncodedRouteConfiguration:
-        """The gRPC configuration with the model-key module: a virtual host per key, chosen by
-        :data:`MODEL_KEY_HEADER`, each with the key's one route; the virtual host ``*`` has
-        ``default_routes``, tried in order."""
-        entries = list(entries)
-        retry = wire.message_field(_VIRTUAL_HOST_RETRY_POLICY, bytes(retry_policy(retries)))
-        tag = f"{name} by host, {retries} retries"  # a key's virtual host holds the retry policy too
-        hosts = [
-            self._cached(
-                (tag, e.key, e.grpc, request_timeout_s),
-                functools.partial(self._virtual_host, e, request_timeout_s, retry),
-            )
-            for e in entries
-        ]
-        default = (
-            wire.string_field(_VIRTUAL_HOST_NAME, name)
-            + wire.string_field(_VIRTUAL_HOST_DOMAINS, "*")
-            + b"".join(wire.message_field(_VIRTUAL_HOST_ROUTES, bytes(route)) for route in default_routes)
-            + retry
-        )
-        payload = wire.string_field(_ROUTE_CONFIGURATION_NAME, name)
-        payload += b"".join(wire.message_field(_ROUTE_CONFIGURATION_VIRTUAL_HOSTS, host) for host in hosts)
-        payload += wire.message_field(_ROUTE_CONFIGURATION_VIRTUAL_HOSTS, default)
-        payload += wire.string_field(_ROUTE_CONFIGURATION_VHOST_HEADER, MODEL_KEY_HEADER)
-        clusters = _holder_clusters(names.CLUSTER_NODES_GRPC, (e.grpc for e in entries))
-        for route in default_routes:
-            clusters.update(_clusters(route))
-        return EncodedRouteConfiguration(name, payload, frozenset(clusters))
-
-    def _virtual_host(self, entry: FastPathEntry, request_timeout_s: float, retry: bytes) -> bytes:
-        """A key's own virtual host (``grpc_by_host``), named by its stat prefix (no dots: the recency
-        feed finds ``vhost.<name>.route.<prefix>``), with its one route and ``retry``."""
-        route = self._route_bytes(
-            entry.key, names.CLUSTER_NODES_GRPC, entry.grpc, request_timeout_s, chosen_late=False
-        )
-        return (
-            wire.string_field(_VIRTUAL_HOST_NAME, entry.key.stat_prefix)
-            + wire.string_field(_VIRTUAL_HOST_DOMAINS, entry.key.grpc_host)
-            + wire.message_field(_VIRTUAL_HOST_ROUTES, route)
-            + retry
-        )
-
     def forget_unused(self, entries: Iterable[FastPathEntry]) -> None:
         """Drop cached entries of keys no longer in ``entries`` (call after encoding both listeners)."""
         entries = list(entries)
@@ -404,27 +333,12 @@ class FastPathEncoder:
         *,
         chosen_late: bool = False,
     ) -> bytes:
-        return self._cached(
-            (listener, key, holders, request_timeout_s),
-            lambda: wire.map_entry(
-                _MATCH_MAP_ENTRIES,
-                match,
-                _encoded_on_match(
-                    "fast",
-                    self._route_bytes(key, cluster, holders, request_timeout_s, chosen_late=chosen_late),
-                ),
-            ),
-        )
-
-    def _cached(
-        self, cache_key: tuple[str, FastKey, tuple[Address, ...], float], encode: Callable[[], bytes]
-    ) -> bytes:
-        """The entry for ``cache_key`` (listener, key, holders, timeout), encoded once."""
+        cache_key = (listener, key, holders, request_timeout_s)
         encoded = self._entries.get(cache_key)
         if encoded is None:
-            encoded = encode()
+            route = self._route_bytes(key, cluster, holders, request_timeout_s, chosen_late=chosen_late)
+            encoded = wire.map_entry(_MATCH_MAP_ENTRIES, match, _encoded_on_match("fast", route))
             # one holder set per key and listener: a changed set replaces the old entry
-            listener, key = cache_key[0], cache_key[1]
             stale = self._current.get((listener, key))
             if stale is not None:
                 del self._entries[stale]

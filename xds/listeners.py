@@ -7,7 +7,7 @@ ext_proc's answer or a fast-path route can set them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from envoy_data_plane.envoy.config.common.mutation_rules.v3 import HeaderMutation as HeaderMutationRule
 from envoy_data_plane.envoy.config.listener.v3 import (
@@ -28,12 +28,11 @@ from envoy_data_plane.envoy.extensions.http.early_header_mutation.header_mutatio
 
 from xds import names
 from xds.extensions import ads, extension, http2_options, pack, seconds, socket_address
-from xds.routes import set_header
 from xds.view import Address, Limits, Timeouts
 
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 #: Request headers only the cache may set.
-RESERVED_HEADERS = (names.NODE_HEADER, names.MODEL_HEADER, names.MODEL_KEY_HEADER)
+RESERVED_HEADERS = (names.NODE_HEADER, names.MODEL_HEADER)
 
 
 def http_listener(
@@ -45,16 +44,8 @@ def http_listener(
     limits: Limits,
     *,
     http2_only: bool,
-    arrival_headers: Mapping[str, str] | None = None,
 ) -> Listener:
-    """A listener at ``address`` (HTTP/1.1 and HTTP/2 unless ``http2_only``) with routes from RDS.
-
-    As a request arrives, the reserved headers are removed, or set to ``arrival_headers``' values."""
-    arrival = dict(arrival_headers or {})
-    mutations = [
-        HeaderMutationRule(remove=header) if header not in arrival else _set(header, arrival[header])
-        for header in RESERVED_HEADERS
-    ]
+    """A listener at ``address`` (HTTP/1.1 and HTTP/2 unless ``http2_only``) with routes from RDS."""
     manager = HttpConnectionManager(
         stat_prefix=name,
         codec_type=HttpConnectionManagerCodecType.HTTP2
@@ -70,7 +61,7 @@ def http_listener(
         early_header_mutation_extensions=[
             extension(
                 "envoy.http.early_header_mutation.header_mutation",
-                HeaderMutation(mutations=mutations),
+                HeaderMutation(mutations=[HeaderMutationRule(remove=header) for header in RESERVED_HEADERS]),
             )
         ],
     )
@@ -140,7 +131,3 @@ def _connection_managers(listener: Listener) -> list[HttpConnectionManager]:
             if isinstance(config, HttpConnectionManager):
                 managers.append(config)
     return managers
-
-
-def _set(header: str, value: str) -> HeaderMutationRule:
-    return HeaderMutationRule(append=set_header(header, value))

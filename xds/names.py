@@ -25,9 +25,6 @@ CLUSTER_GRPC_MISS: Final = "tfscache_grpc_miss"
 # and the model (for logs and the default route's hash policy).
 NODE_HEADER: Final = "x-tfscache-node"
 MODEL_HEADER: Final = "x-tfscache-model"
-#: The gRPC model-key module writes a request's fast-path key here; the gRPC route configuration chooses
-#: the virtual host by it (``xds.fastpath``).
-MODEL_KEY_HEADER: Final = "x-tfscache-key"
 
 # HTTP filters, by the names Envoy knows them under (also the keys of per-route filter configs).
 FILTER_EXT_PROC: Final = "envoy.filters.http.ext_proc"

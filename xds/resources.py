@@ -34,7 +34,6 @@ from xds import filters, names, type_urls
 from xds.clusters import ext_proc_cluster, internal_listener_cluster, node_cluster, single_node_cluster
 from xds.endpoints import Host, load_assignment, node_hosts
 from xds.fastpath import (
-    NO_MODEL_KEY,
     EncodedRouteConfiguration,
     FastPathEncoder,
     FastPathEntry,
@@ -133,8 +132,6 @@ def _grpc_listener(view: ClusterView, http_filters: Sequence[HttpFilter]) -> Lis
         view.timeouts,
         view.limits,
         http2_only=True,
-        # with the module, the virtual host is chosen by the key header: "no key" until the module writes one
-        arrival_headers={names.MODEL_KEY_HEADER: NO_MODEL_KEY} if view.grpc_key_module is not None else None,
     )
 
 
@@ -181,19 +178,14 @@ def build_fast_path_configurations(
         timeouts.request_s,
         retries,
     )
-    if view.grpc_key_module is not None:
-        grpc = encoder.grpc_by_host(
-            names.ROUTES_GRPC, [denied, grpc_default_route(view)], entries, timeouts.request_s, retries
-        )
-    else:
-        grpc = encoder.grpc(
-            names.ROUTES_GRPC,
-            grpc_default_route(view),
-            {names.RELOAD_CONFIG_PATH: denied},
-            entries,
-            timeouts.request_s,
-            retries,
-        )
+    grpc = encoder.grpc(
+        names.ROUTES_GRPC,
+        grpc_default_route(view),
+        {names.RELOAD_CONFIG_PATH: denied},
+        entries,
+        timeouts.request_s,
+        retries,
+    )
     encoder.forget_unused(entries)
     return rest, grpc
 

@@ -1,7 +1,6 @@
 /*
  * grpc_model_key: an Envoy dynamic module (HTTP filter) that reads the model a TF Serving gRPC request
- * names and writes tfscache's fast-path route key into a request header, by which Envoy chooses the
- * virtual host (the route configuration's vhost_header).
+ * names and writes tfscache's fast-path route key into the stream's filter state.
  *
  * What it does, per request stream:
  *   1. Request headers: only when :path is one of PredictionService/{Predict,Classify,Regress,
@@ -19,17 +18,16 @@
  *      varints, lengths past the end, field number 0, or a known field with another wire type: give up.
  *   4. Only for a name of 1..255 characters of [A-Za-z0-9._-], no non-empty version_label, and no version
  *      or a version >= 1, the key
- *          NAME/latest            or            NAME/VERSION
- *      with each capital letter of NAME written as '~' and the letter in lower case (Envoy matches
- *      virtual host domains without regard to case; tfscache's FastKey.grpc_host) is set as the
- *      configured request header (replacing its value), the route cache is cleared (so the virtual host
- *      and the route are chosen again), and the stream continues.
+ *          ["NAME"]|[]|[]            or            ["NAME"]|["VERSION"]|[]
+ *      (tfscache's FastKey.grpc_key) is written as a string filter-state object under the configured
+ *      name, the route cache is cleared (so the route is chosen again, by a matcher on that object), and
+ *      the stream continues.
  *   "Give up" means: write nothing and let the stream continue unchanged (tfscache's slow path answers
- *   it). The module never rejects a request, changes nothing but that one header, never the body, and
- *   keeps no state shared between worker threads (one small allocation per stream, freed with it).
+ *   it). The module never rejects a request, never changes its headers or body, and keeps no state
+ *   shared between worker threads (one small allocation per stream, freed with the stream).
  *
  * Filter configuration (DynamicModuleFilter): filter_name "grpc_model_key"; filter_config a
- * google.protobuf.StringValue holding the name of the request header to set (tfscache: "x-tfscache-key").
+ * google.protobuf.StringValue holding the filter-state key to write (tfscache: "tfscache.model_key").
  *
  * ABI: Envoy's dynamic-modules C ABI (source/extensions/dynamic_modules/abi/abi.h), as built into Envoy
  * 1.40.0 (commit 9e5580933739775e8bce696a57a2e1bc99368f23). The few types and prototypes used are
@@ -86,8 +84,8 @@ size_t envoy_dynamic_module_callback_http_get_body_chunks_size(void *filter_envo
 bool envoy_dynamic_module_callback_http_get_body_chunks(void *filter_envoy, int body_type,
                                                         envoy_span *chunks);
 uint64_t envoy_dynamic_module_callback_http_get_buffer_limit(void *filter_envoy);
-bool envoy_dynamic_module_callback_http_set_header(void *filter_envoy, int header_type, module_span key,
-                                                   module_span value);
+bool envoy_dynamic_module_callback_http_set_filter_state_bytes(void *filter_envoy, module_span key,
+                                                               module_span value);
 void envoy_dynamic_module_callback_http_clear_route_cache(void *filter_envoy);
 
 /* ----- Limits and constants -------------------------------------------------------------------------- */
@@ -95,11 +93,11 @@ void envoy_dynamic_module_callback_http_clear_route_cache(void *filter_envoy);
 #define MODULE_ABI_VERSION "v0.2.0"
 #define GRPC_PREFIX_BYTES 5
 #define MAX_NAME_BYTES 255
-#define MAX_HEADER_NAME_BYTES 256
+#define MAX_STATE_KEY_BYTES 256
 /* Chunk descriptors read without allocating; a body in more chunks gets a heap array for that call. */
 #define STACK_CHUNKS 32
-/* The longest key: NAME/VERSION with 255 capital letters (two bytes each) and 19 digits. */
-#define MAX_KEY_BYTES (2 * MAX_NAME_BYTES + 1 + 19)
+/* The longest key: ["NAME"]|["VERSION"]|[] with 255 name bytes and 19 digits. */
+#define MAX_KEY_BYTES (MAX_NAME_BYTES + 19 + 16)
 
 static const char FILTER_NAME[] = "grpc_model_key";
 static const char GRPC_CONTENT_TYPE[] = "application/grpc";
@@ -117,8 +115,8 @@ enum { WT_VARINT = 0, WT_FIXED64 = 1, WT_LEN = 2, WT_GROUP_START = 3, WT_GROUP_E
 /* ----- Configuration and per-stream state ------------------------------------------------------------ */
 
 typedef struct {
-  size_t header_length;
-  char header[MAX_HEADER_NAME_BYTES];
+  size_t key_length;
+  char key[MAX_STATE_KEY_BYTES];
 } filter_config;
 
 typedef enum {
@@ -379,19 +377,16 @@ static size_t format_key(const model_spec *spec, char *out) {
     return 0;
   }
   size_t n = 0;
-  for (size_t i = 0; i < spec->name_length; i++) {
-    char byte = spec->name[i];
-    if (byte >= 'A' && byte <= 'Z') {
-      out[n++] = '~';
-      byte = (char)(byte - 'A' + 'a');
-    }
-    out[n++] = byte;
-  }
-  out[n++] = '/';
+  memcpy(out + n, "[\"", 2);
+  n += 2;
+  memcpy(out + n, spec->name, spec->name_length);
+  n += spec->name_length;
   if (!spec->version_set) {
-    memcpy(out + n, "latest", 6);
-    return n + 6;
+    memcpy(out + n, "\"]|[]|[]", 8);
+    return n + 8;
   }
+  memcpy(out + n, "\"]|[\"", 5);
+  n += 5;
   char digits[20];
   size_t count = 0;
   for (uint64_t v = (uint64_t)spec->version; v > 0; v /= 10) {
@@ -400,7 +395,8 @@ static size_t format_key(const model_spec *spec, char *out) {
   while (count > 0) {
     out[n++] = digits[--count];
   }
-  return n;
+  memcpy(out + n, "\"]|[]", 5);
+  return n + 5;
 }
 
 /* ----- Request headers ---------------------------------------------------------------------------------- */
@@ -479,9 +475,9 @@ static frame_outcome read_first_frame(void *filter_envoy, const filter_config *c
   if (key_length == 0) {
     return FRAME_DONE;
   }
-  module_span header = {config->header, config->header_length};
-  module_span value = {key, key_length};
-  if (envoy_dynamic_module_callback_http_set_header(filter_envoy, HEADER_TYPE_REQUEST, header, value)) {
+  module_span state_key = {config->key, config->key_length};
+  module_span state_value = {key, key_length};
+  if (envoy_dynamic_module_callback_http_set_filter_state_bytes(filter_envoy, state_key, state_value)) {
     envoy_dynamic_module_callback_http_clear_route_cache(filter_envoy);
   }
   return FRAME_DONE;
@@ -542,15 +538,15 @@ void *envoy_dynamic_module_on_http_filter_config_new(void *config_envoy, envoy_s
   if (name.length != name_length || memcmp(name.ptr, FILTER_NAME, name_length) != 0) {
     return NULL; /* not a filter this module has */
   }
-  if (config.length == 0 || config.length > MAX_HEADER_NAME_BYTES || config.ptr == NULL) {
+  if (config.length == 0 || config.length > MAX_STATE_KEY_BYTES || config.ptr == NULL) {
     return NULL; /* Envoy rejects the filter configuration */
   }
   filter_config *made = malloc(sizeof *made);
   if (made == NULL) {
     return NULL;
   }
-  memcpy(made->header, config.ptr, config.length);
-  made->header_length = config.length;
+  memcpy(made->key, config.ptr, config.length);
+  made->key_length = config.length;
   return made;
 }
 

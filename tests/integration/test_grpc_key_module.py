@@ -1,14 +1,14 @@
 """The gRPC model-key module (``envoy/modules/grpc_model_key.c``) in a real Envoy 1.40.
 
 One Envoy per module of tests: an HTTP/2 listener whose chain is [the module, router], and a route
-configuration that chooses the virtual host by the ``x-tfscache-key`` header the module sets (one virtual
-host per routed key, as the daemon's fast path does, and ``*`` for the rest). Every route answers at once
-(``direct_response``) as a gRPC trailers-only reply naming itself (``x-route``, and ``grpc-message:
-route=...``) and showing the key the module wrote (``x-key``), so a test sees both the route Envoy chose and
-the exact key. Requests come from the real ``tensorflow_serving.apis`` stubs, and from a raw HTTP/2
+configuration whose virtual host finds its route with a matcher (an exact map on the ``tfscache.model_key``
+filter state, as the daemon's fast path does). Every route answers at once (``direct_response``) as a gRPC
+trailers-only reply naming itself (``x-route``, and ``grpc-message: route=...``) and showing the key the
+module wrote (``x-key``, Envoy's ``%FILTER_STATE(...)%``), so a test sees both the route the matcher chose
+and the exact key. Requests come from the real ``tensorflow_serving.apis`` stubs, and from a raw HTTP/2
 client (``h2``) where a test needs malformed bodies, chosen DATA frame sizes or trailers.
 
-The expected key is the one tfscache's Python side computes (``FastKey.grpc_host``) from the message as the
+The expected key is the one tfscache's Python side computes (``FastKey.grpc_key``) from the message as the
 ``tensorflow_serving`` protobuf classes parse it (:func:`reference_key`).
 """
 
@@ -55,7 +55,7 @@ from tests.harness.binaries import envoy_binary
 from tfscachectl.envoy_launcher import envoy_file
 from tfscachectl.envoy_module import CFLAGS, MODULE_DIR_ENV, MODULE_SOURCE, grpc_key_module
 from xds import wire
-from xds.fastpath import MODEL_KEY_HEADER, MODULE_FILTER_NAME, NO_MODEL_KEY, FastKey, routable
+from xds.fastpath import MODEL_KEY_STATE, MODULE_FILTER_NAME, FastKey, routable
 
 pytestmark = pytest.mark.integration
 
@@ -91,28 +91,37 @@ ROUTED_KEYS = (
 )
 
 _TYPES = "type.googleapis.com/envoy.extensions.filters"
+_FILTER_STATE_INPUT = (
+    "type.googleapis.com/envoy.extensions.matching.common_inputs.network.v3.FilterStateInput"
+)
 
 
 # ----- Envoy ---------------------------------------------------------------------------------------------
 
 
 def _route(name: str) -> dict[str, Any]:
-    """A route answering a trailers-only gRPC reply that names it and shows the key."""
+    """A matcher action: a route answering a trailers-only gRPC reply that names it and shows the key."""
     headers = {
         "content-type": GRPC_CONTENT_TYPE,
         "grpc-status": str(grpc.StatusCode.NOT_FOUND.value[0]),
         "grpc-message": f"route={name}",
         "x-route": name,
-        "x-key": f"%REQ({MODEL_KEY_HEADER})%",
+        "x-key": f"%FILTER_STATE({MODEL_KEY_STATE}:PLAIN)%",
     }
     return {
-        "name": name,
-        "match": {"prefix": "/"},
-        "direct_response": {"status": 200},
-        "response_headers_to_add": [
-            {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
-            for key, value in headers.items()
-        ],
+        "action": {
+            "name": "route",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.route.v3.Route",
+                "name": name,
+                "match": {"prefix": "/"},
+                "direct_response": {"status": 200},
+                "response_headers_to_add": [
+                    {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                    for key, value in headers.items()
+                ],
+            },
+        }
     }
 
 
@@ -128,7 +137,7 @@ def bootstrap(module: Path, port: int, buffered_port: int) -> dict[str, Any]:
             "filter_name": MODULE_FILTER_NAME,
             "filter_config": {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
-                "value": MODEL_KEY_HEADER,
+                "value": MODEL_KEY_STATE,
             },
         },
     }
@@ -136,27 +145,19 @@ def bootstrap(module: Path, port: int, buffered_port: int) -> dict[str, Any]:
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": f"{_TYPES}.http.router.v3.Router"},
     }
-    virtual_hosts = [
-        {"name": f"key{index}", "domains": [key.grpc_host], "routes": [_route(key.grpc_host)]}
-        for index, key in enumerate(ROUTED_KEYS)
-    ]
-    virtual_hosts.append({"name": "default", "domains": ["*"], "routes": [_route(DEFAULT_ROUTE)]})
-    # Before the module runs, requests carry the header's "no key" value (the daemon's listeners set it on
-    # arrival): Envoy finds no virtual host for a request without the header.
-    no_key = {
-        "name": "envoy.http.early_header_mutation.header_mutation",
+    state_input = {
+        "name": "model_key",
         "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3."
-            "HeaderMutation",
-            "mutations": [
-                {
-                    "append": {
-                        "header": {"key": MODEL_KEY_HEADER, "value": NO_MODEL_KEY},
-                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                    }
-                }
-            ],
+            "@type": _FILTER_STATE_INPUT,
+            "key": MODEL_KEY_STATE,
         },
+    }
+    matcher = {
+        "matcher_tree": {
+            "input": state_input,
+            "exact_match_map": {"map": {key.grpc_key: _route(key.grpc_key) for key in ROUTED_KEYS}},
+        },
+        "on_no_match": _route(DEFAULT_ROUTE),
     }
     buffer = {
         "name": "envoy.filters.http.buffer",
@@ -171,8 +172,7 @@ def bootstrap(module: Path, port: int, buffered_port: int) -> dict[str, Any]:
             # An HTTP/2 stream's body buffer limit is its window (Envoy's default: 16 MiB).
             "http2_protocol_options": {"initial_stream_window_size": BUFFER_LIMIT},
             "http_filters": filters,
-            "early_header_mutation_extensions": [no_key],
-            "route_config": {"vhost_header": MODEL_KEY_HEADER, "virtual_hosts": virtual_hosts},
+            "route_config": {"virtual_hosts": [{"name": "models", "domains": ["*"], "matcher": matcher}]},
         }
         return {
             "name": name,
@@ -259,8 +259,8 @@ def reference_key(message: bytes) -> str | None:
     if choice == "version":
         if spec.version.value < 1:
             return None
-        return FastKey(spec.name, spec.version.value).grpc_host
-    return FastKey(spec.name).grpc_host
+        return FastKey(spec.name, spec.version.value).grpc_key
+    return FastKey(spec.name).grpc_key
 
 
 # ----- Protobuf and gRPC framing by hand (for messages the classes would not write) ----------------------
@@ -429,7 +429,7 @@ def raw(module_envoy: ModuleEnvoy) -> Iterator[RawClient]:
 
 def assert_routed(answer: Answer, key: FastKey) -> None:
     assert answer.headers.get(":status") == "200", answer
-    assert (answer.key, answer.route) == (key.grpc_host, key.grpc_host)
+    assert (answer.key, answer.route) == (key.grpc_key, key.grpc_key)
 
 
 def assert_default(answer: Answer) -> None:
@@ -544,7 +544,7 @@ def _named(name: str, version: int | None = None, label: str | None = None) -> C
 @pytest.mark.parametrize("method", CALLS)
 @pytest.mark.parametrize("key", [FastKey("model-a"), FastKey("model-a", 7)], ids=["name", "name+version"])
 def test_each_method_routes_by_its_model_spec(stubs: Stubs, method: str, key: FastKey) -> None:
-    assert stubs.call(method, _named(key.name, key.version)) == (key.grpc_host, key.grpc_host)
+    assert stubs.call(method, _named(key.name, key.version)) == (key.grpc_key, key.grpc_key)
 
 
 @pytest.mark.parametrize("method", CALLS)
@@ -589,7 +589,7 @@ def test_an_empty_version_message_is_version_zero(stubs: Stubs) -> None:
 
 def test_the_longest_name_is_routed(stubs: Stubs) -> None:
     key = FastKey(LONGEST_NAME, None)
-    assert stubs.call("GetModelStatus", _named(LONGEST_NAME)) == (key.grpc_host, key.grpc_host)
+    assert stubs.call("GetModelStatus", _named(LONGEST_NAME)) == (key.grpc_key, key.grpc_key)
 
 
 def test_a_request_without_model_spec_takes_the_default_route(stubs: Stubs) -> None:
@@ -652,7 +652,7 @@ def test_multi_inference_is_not_read(stubs: Stubs, raw: RawClient) -> None:
     ],
 )
 def test_merge_rules_match_protobuf(raw: RawClient, message: bytes, expected: FastKey | None) -> None:
-    expected_key = None if expected is None else expected.grpc_host
+    expected_key = None if expected is None else expected.grpc_key
     assert reference_key(message) == expected_key  # what the protobuf classes read
     answer = raw.request([frame(message)])
     assert answer.key == expected_key
@@ -786,7 +786,7 @@ def test_random_well_formed_messages_match_protobuf(raw: RawClient) -> None:
         answer = raw.request(chunks)
         assert answer.headers.get(":status") == "200", (message, answer)
         assert answer.key == expected, message
-        assert answer.route == (expected if expected in {k.grpc_host for k in ROUTED_KEYS} else DEFAULT_ROUTE)
+        assert answer.route == (expected if expected in {k.grpc_key for k in ROUTED_KEYS} else DEFAULT_ROUTE)
 
 
 def _garbage(rng: random.Random) -> bytes:
@@ -878,10 +878,9 @@ bool envoy_dynamic_module_callback_http_get_body_chunks(void *f, int type, span 
   return false;
 }
 uint64_t envoy_dynamic_module_callback_http_get_buffer_limit(void *f) { (void)f; return 1u << 20; }
-bool envoy_dynamic_module_callback_http_set_header(void *f, int type, span name, span value) {
+bool envoy_dynamic_module_callback_http_set_filter_state_bytes(void *f, span name, span value) {
   (void)f;
   (void)name;
-  if (type != 0) abort();
   if (key_written || value.length > sizeof key) abort();
   memcpy(key, value.ptr, value.length);
   key_length = value.length;
@@ -905,7 +904,7 @@ static bool read_u32(uint32_t *out) {
 }
 
 int main(void) {
-  static const char name[] = "grpc_model_key", state[] = "x-tfscache-key";
+  static const char name[] = "grpc_model_key", state[] = "tfscache.model_key";
   void *config = envoy_dynamic_module_on_http_filter_config_new(
       NULL, (span){name, sizeof name - 1}, (span){state, sizeof state - 1});
   if (config == NULL) return 2;

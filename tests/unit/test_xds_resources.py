@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType
-from envoy_data_plane.envoy.config.core.v3 import HeaderValueOptionHeaderAppendAction, HealthStatus
+from envoy_data_plane.envoy.config.core.v3 import HealthStatus
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 from envoy_data_plane.envoy.config.listener.v3 import Listener
 from envoy_data_plane.envoy.config.route.v3 import FilterConfig, Route, RouteConfiguration, RouteMatch
@@ -38,17 +38,11 @@ from xds import names, type_urls
 from xds.clusters import eds_names
 from xds.descriptors import read_descriptor_set
 from xds.extensions import http2_options
-from xds.fastpath import (
-    FILTER_SET_FILTER_STATE,
-    EncodedRouteConfiguration,
-    FastKey,
-    FastPathEntry,
-)
+from xds.fastpath import FILTER_SET_FILTER_STATE, MODEL_KEY_STATE
 from xds.filters import GRPC_MODEL_FIELDS
 from xds.listeners import RESERVED_HEADERS, grpc_service_clusters, route_config_names
 from xds.resources import Resources, build_resources
 from xds.routes import forward_route, route_clusters
-from xds.snapshot import Snapshot
 from xds.view import Address, ClusterView, Limits, NodeView, Timeouts
 
 DESCRIPTORS = read_descriptor_set()
@@ -239,8 +233,7 @@ def test_clients_cannot_set_the_cache_headers(resources: Resources) -> None:
     for listener in resources.listeners:
         (mutation,) = manager(listener).early_header_mutation_extensions
         removed = [rule.remove for rule in mutation.typed_config.unpack().mutations]
-        assert removed == list(RESERVED_HEADERS)
-    assert RESERVED_HEADERS == (names.NODE_HEADER, names.MODEL_HEADER, names.MODEL_KEY_HEADER)
+        assert removed == list(RESERVED_HEADERS) == [names.NODE_HEADER, names.MODEL_HEADER]
 
 
 def test_ext_proc_sends_headers_only_with_a_load_sized_timeout(resources: Resources) -> None:
@@ -417,15 +410,7 @@ def test_with_the_module_a_grpc_hit_meets_only_the_module_and_the_router() -> No
     assert module.filter_config is not None
     key = module.filter_config.unpack()
     assert isinstance(key, StringValue)
-    assert key.value == names.MODEL_KEY_HEADER
-    # Clients cannot choose a key: the header is "no key" until the module writes one.
-    (mutation,) = manager(grpc).early_header_mutation_extensions
-    rules = mutation.typed_config.unpack().mutations
-    assert [rule.remove for rule in rules] == [names.NODE_HEADER, names.MODEL_HEADER, None]
-    assert rules[2].append is not None
-    assert rules[2].append.header is not None
-    assert (rules[2].append.header.key, rules[2].append.header.value) == (names.MODEL_KEY_HEADER, "-")
-    assert rules[2].append.append_action == HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
+    assert key.value == MODEL_KEY_STATE
     # REST is as without the module.
     assert [f.name for f in manager(rest).http_filters] == [names.FILTER_EXT_PROC, names.FILTER_ROUTER]
     assert grpc_service_clusters(grpc) == []
@@ -469,40 +454,6 @@ def test_with_the_module_grpc_misses_go_through_the_internal_listener_to_ext_pro
     assert (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" in cluster.typed_extension_protocol_options
     )
-
-
-def test_with_the_module_each_grpc_key_has_a_virtual_host_chosen_by_the_key_header() -> None:
-    node_a = node("node-a", 1)
-    view = make_view(node_a, node("node-b", 2), grpc_key_module=MODULE_PATH)
-    entries = [
-        FastPathEntry(FastKey("Mixed.Case"), (node_a.rest,), (node_a.grpc,)),
-        FastPathEntry(FastKey("m", 2), (node_a.rest,), (node_a.grpc,)),
-    ]
-    built = build_resources(view, fast_path=entries)
-    grpc = by_name(built.routes, names.ROUTES_GRPC)
-    assert isinstance(grpc, EncodedRouteConfiguration)
-    parsed = RouteConfiguration.parse(bytes(grpc))
-    assert parsed.vhost_header == names.MODEL_KEY_HEADER
-    *hosts, default = parsed.virtual_hosts
-    assert [(h.name, h.domains) for h in hosts] == [
-        (FastKey("Mixed.Case").stat_prefix, ["~mixed.~case/latest"]),
-        (FastKey("m", 2).stat_prefix, ["m/2"]),
-    ]
-    (route,) = hosts[1].routes
-    assert route.stat_prefix == FastKey("m", 2).stat_prefix
-    assert route.route is not None
-    assert route.route.cluster == "tfscache_nodes_grpc_127_0_0_1_8500"
-    assert route.typed_per_filter_config == {}  # no ext_proc in the gRPC listener's chain
-    assert hosts[1].retry_policy == default.retry_policy is not None
-    assert default.domains == ["*"]
-    assert [r.name for r in default.routes] == [
-        "reload-config-denied",
-        routes_of(by_name(build_resources(view, fast_path=None, grpc_routes=()).routes, names.ROUTES_GRPC))[
-            -1
-        ].name,
-    ]
-    assert grpc.clusters == {names.CLUSTER_GRPC_MISS, "tfscache_nodes_grpc_127_0_0_1_8500"}
-    assert Snapshot.create("1", built.by_type()).problems() == []
 
 
 def test_each_node_port_has_a_static_cluster_of_its_own() -> None:
