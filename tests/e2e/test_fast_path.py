@@ -13,6 +13,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -45,20 +46,41 @@ def stack(
     grpc_key_module = "auto" if request.param == "module" else "off"
     if request.param == "module" and envoy_module.grpc_key_module() is None:
         pytest.skip("the gRPC model-key module cannot be built here (no C compiler)")
-    root = tmp_path_factory.mktemp("fast-path")
-    store = root / "store"
-    for name in TENANTS:
-        shutil.copytree(generated_models.base_path(name), store / name)
-    running = start_stack(
+    running, _ = one_node_stack(
         module_processes,
-        root / "stack",
-        str(store),
-        nodes=1,
+        generated_models,
+        tmp_path_factory.mktemp("fast-path"),
+        TENANTS,
         agent_settings={"max_models": 1},
-        daemon_settings={"fast_path": {"recency_interval": 0.2, "grpc_key_module": grpc_key_module}},
+        fast_path={"grpc_key_module": grpc_key_module},
     )
     yield running
     running.stop()
+
+
+def one_node_stack(
+    processes: ProcessRegistry,
+    generated_models: ModelStoreTree,
+    root: Path,
+    names: list[str],
+    *,
+    agent_settings: dict[str, Any],
+    fast_path: dict[str, Any],
+) -> tuple[Stack, Path]:
+    """One node over a store of ``names`` (copied under ``root``), recency read every 0.2 s; the stack and
+    its store."""
+    store = root / "store"
+    for name in names:
+        shutil.copytree(generated_models.base_path(name), store / name)
+    running = start_stack(
+        processes,
+        root / "stack",
+        str(store),
+        nodes=1,
+        agent_settings=agent_settings,
+        daemon_settings={"fast_path": {"recency_interval": 0.2, **fast_path}},
+    )
+    return running, store
 
 
 def metrics(stack: Stack) -> dict[str, float]:
@@ -208,16 +230,13 @@ def test_a_new_version_in_the_store_moves_the_unversioned_route(
     """The daemon asks a holder for the latest version every ``latest_refresh``: a version added to the store
     is loaded, and unversioned requests move to it (on the fast path once its route is there)."""
     name, newer = TENANTS[0], TENANTS[1]
-    root = tmp_path_factory.mktemp("latest-refresh")
-    store = root / "store"
-    shutil.copytree(generated_models.base_path(name), store / name)
-    refreshing = start_stack(
+    refreshing, store = one_node_stack(
         module_processes,
-        root / "stack",
-        str(store),
-        nodes=1,
+        generated_models,
+        tmp_path_factory.mktemp("latest-refresh"),
+        [name],
         agent_settings={"max_models": 2, "version_cache_seconds": 0},
-        daemon_settings={"fast_path": {"recency_interval": 0.2, "latest_refresh": 0.5}},
+        fast_path={"latest_refresh": 0.5},
     )
     try:
         with httpx.Client(base_url=refreshing.rest_url, timeout=HTTP_TIMEOUT_S) as client:
