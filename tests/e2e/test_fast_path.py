@@ -252,7 +252,6 @@ def test_a_new_version_in_the_store_moves_the_unversioned_route(
                 return predict_rest(client, name, 2.0) == (200, {"predictions": [expected(newer, 2.0)]})
 
             wait_until(moved, ROUTE_WAIT_S, f"unversioned requests for {name} to reach its new version")
-            asked = ext_proc_requests(refreshing)
 
             def fast_again() -> bool:
                 before = ext_proc_requests(refreshing)
@@ -260,6 +259,5 @@ def test_a_new_version_in_the_store_moves_the_unversioned_route(
                 return ext_proc_requests(refreshing) == before
 
             wait_until(fast_again, ROUTE_WAIT_S, f"the unversioned route of {name} to its new version")
-            assert ext_proc_requests(refreshing) >= asked
     finally:
         refreshing.stop()

@@ -195,34 +195,31 @@ class RecencyFeed:
     async def in_flight(self, prefixes: Iterable[str]) -> int | None:
         """Requests on the routes with these stat prefixes that every known Envoy routed and has not had
         answered yet (None when no Envoy answered)."""
-        assert self._session is not None, "start() first"
         total: int | None = None
         for admin in sorted(set(self._admins())):
-            try:
-                async with self._session.get(
-                    f"http://{admin}/stats",
-                    params={"usedonly": "", "type": "Counters", "filter": in_flight_filter(prefixes)},
-                ) as reply:
-                    reply.raise_for_status()
-                    text = await reply.text()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.info("in_flight_read_failed admin=%s error=%r", admin, exc)
-                continue
-            total = (total or 0) + parse_in_flight(text)
+            text = await self._counters(admin, in_flight_filter(prefixes), "in_flight_read_failed")
+            if text is not None:
+                total = (total or 0) + parse_in_flight(text)
         return total
 
     async def _read(self, admin: str) -> dict[str, int] | None:
-        assert self._session is not None, "start() first"
-        url = f"http://{admin}/stats"
-        try:
-            async with self._session.get(
-                url, params={"usedonly": "", "type": "Counters", "filter": ROUTE_COUNTER_FILTER}
-            ) as reply:
-                reply.raise_for_status()
-                text = await reply.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        text = await self._counters(admin, ROUTE_COUNTER_FILTER, "recency_read_failed")
+        if text is None:
             self.counters.reading_failures += 1
-            log.info("recency_read_failed admin=%s error=%r", admin, exc)
             return None
         self.counters.readings += 1
         return parse_route_counters(text)
+
+    async def _counters(self, admin: str, pattern: str, failure: str) -> str | None:
+        """The Envoy admin's ``/stats`` text for the counters matching ``pattern`` that moved at least once;
+        None (logged as ``failure``) when it cannot be read."""
+        assert self._session is not None, "start() first"
+        try:
+            async with self._session.get(
+                f"http://{admin}/stats", params={"usedonly": "", "type": "Counters", "filter": pattern}
+            ) as reply:
+                reply.raise_for_status()
+                return await reply.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("%s admin=%s error=%r", failure, admin, exc)
+            return None
