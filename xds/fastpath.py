@@ -27,8 +27,8 @@ turn ext_proc off explicitly, which ext_proc reads when its turn comes, after th
 
 A fast-path route to a single holder sends to that node's own cluster (``xds.clusters.single_node_cluster``);
 with several holders it is a weighted cluster over the shared node cluster, each entry naming the holders in
-the ``x-tfscache-node`` header in a rotated order, so requests spread over the replicas and a retry goes to
-the next one. Each route has a stat prefix (:func:`stat_prefix`): Envoy counts its
+the ``x-tfscache-node`` header in a rotated order, so requests spread over the replicas and a retry (the
+route's own retry policy) goes to the next one; a route to a single holder retries nothing. Each route has a stat prefix (:func:`stat_prefix`): Envoy counts its
 requests as ``vhost.<listener>.route.<prefix>.upstream_rq_completed``, which is how the daemon learns of hits
 it never sees (recency).
 """
@@ -87,7 +87,6 @@ _ROUTE_CONFIGURATION_NAME = 1
 _ROUTE_CONFIGURATION_VIRTUAL_HOSTS = 2
 _VIRTUAL_HOST_NAME = 1
 _VIRTUAL_HOST_DOMAINS = 2
-_VIRTUAL_HOST_RETRY_POLICY = 16
 _VIRTUAL_HOST_MATCHER = 21
 _MATCHER_TREE = 2
 _MATCHER_ON_NO_MATCH = 3
@@ -189,10 +188,15 @@ def fast_route(
     cluster: str,
     holders: Sequence[Address],
     request_timeout_s: float,
+    retries: int,
     *,
     chosen_late: bool = False,
 ) -> Route:
     """Straight to ``holders`` (spread over them), ext_proc not involved, counted under the key's prefix.
+
+    With several holders, a failed connection is retried on the next one (``retries`` times at most); with
+    one, nothing is retried: there is no other node to try, and a retry policy costs Envoy about 2 µs per
+    request (docs/routing.md).
 
     ``chosen_late``: the route is chosen after the filter chain was made for the default route (gRPC, once
     the model key is known), so ext_proc, enabled by that route, is there and must be told to stand aside.
@@ -201,6 +205,8 @@ def fast_route(
     if len(holders) == 1:
         action.cluster = single_node_cluster_name(cluster, holders[0])
     else:
+        if retries > 0:
+            action.retry_policy = retry_policy(retries)
         action.weighted_clusters = WeightedCluster(
             clusters=[
                 WeightedClusterClusterWeight(
@@ -223,6 +229,10 @@ def _rotated(holders: Sequence[Address], first: int) -> str:
     return ",".join(str(a) for a in [*holders[first:], *holders[:first]])
 
 
+#: A cached map entry's key: (listener, model key, holders, request timeout, retries).
+_EntryKey = tuple[str, FastKey, tuple[Address, ...], float, int]
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedRouteConfiguration:
     """A route configuration serialized by hand (its name, its bytes, the clusters its routes use)."""
@@ -243,12 +253,12 @@ class FastPathEncoder:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, FastKey, tuple[Address, ...], float], bytes] = {}
+        self._entries: dict[_EntryKey, bytes] = {}
         #: (listener, key) -> its entry's cache key in ``_entries``.
-        self._current: dict[tuple[str, FastKey], tuple[str, FastKey, tuple[Address, ...], float]] = {}
+        self._current: dict[tuple[str, FastKey], _EntryKey] = {}
         #: A fast route without its stat prefix, serialized, by everything else it depends on: a few,
         #: whatever the number of models (each key's route is its template and its stat prefix).
-        self._templates: dict[tuple[str, tuple[Address, ...], float, bool], bytes] = {}
+        self._templates: dict[tuple[str, tuple[Address, ...], float, int, bool], bytes] = {}
 
     def rest(
         self,
@@ -261,7 +271,9 @@ class FastPathEncoder:
         """The REST configuration: a prefix map on ``:path``, else ``default``."""
         entries = list(entries)
         encoded = [
-            self._entry(name, e.key.rest_prefix, e.key, names.CLUSTER_NODES_REST, e.rest, request_timeout_s)
+            self._entry(
+                name, e.key.rest_prefix, e.key, names.CLUSTER_NODES_REST, e.rest, request_timeout_s, retries
+            )
             for e in entries
         ]
         matcher = _tree(_header_input(":path"), _TREE_PREFIX_MAP, encoded, _action("default", default))
@@ -269,7 +281,7 @@ class FastPathEncoder:
             *_clusters(default),
             *_holder_clusters(names.CLUSTER_NODES_REST, (e.rest for e in entries)),
         }
-        return _configuration(name, matcher, clusters, retries)
+        return _configuration(name, matcher, clusters)
 
     def grpc(
         self,
@@ -291,6 +303,7 @@ class FastPathEncoder:
                 names.CLUSTER_NODES_GRPC,
                 e.grpc,
                 request_timeout_s,
+                retries,
                 chosen_late=True,
             )
             for e in entries
@@ -309,7 +322,7 @@ class FastPathEncoder:
         }
         for route in path_routes.values():
             clusters.update(_clusters(route))
-        return _configuration(name, matcher, clusters, retries)
+        return _configuration(name, matcher, clusters)
 
     def forget_unused(self, entries: Iterable[FastPathEntry]) -> None:
         """Drop cached entries of keys no longer in ``entries`` (call after encoding both listeners)."""
@@ -330,13 +343,16 @@ class FastPathEncoder:
         cluster: str,
         holders: tuple[Address, ...],
         request_timeout_s: float,
+        retries: int,
         *,
         chosen_late: bool = False,
     ) -> bytes:
-        cache_key = (listener, key, holders, request_timeout_s)
+        cache_key = (listener, key, holders, request_timeout_s, retries)
         encoded = self._entries.get(cache_key)
         if encoded is None:
-            route = self._route_bytes(key, cluster, holders, request_timeout_s, chosen_late=chosen_late)
+            route = self._route_bytes(
+                key, cluster, holders, request_timeout_s, retries, chosen_late=chosen_late
+            )
             encoded = wire.map_entry(_MATCH_MAP_ENTRIES, match, _encoded_on_match("fast", route))
             # one holder set per key and listener: a changed set replaces the old entry
             stale = self._current.get((listener, key))
@@ -352,16 +368,17 @@ class FastPathEncoder:
         cluster: str,
         holders: tuple[Address, ...],
         request_timeout_s: float,
+        retries: int,
         *,
         chosen_late: bool,
     ) -> bytes:
         """``fast_route(key, ...)`` serialized: its template (the route without a stat prefix, encoded
         by betterproto2 once) and the key's stat prefix appended, as protobuf allows: encoding each route
         with betterproto2 made a first build of thousands of routes take seconds."""
-        template_key = (cluster, holders, request_timeout_s, chosen_late)
+        template_key = (cluster, holders, request_timeout_s, retries, chosen_late)
         template = self._templates.get(template_key)
         if template is None:
-            route = fast_route(key, cluster, holders, request_timeout_s, chosen_late=chosen_late)
+            route = fast_route(key, cluster, holders, request_timeout_s, retries, chosen_late=chosen_late)
             route.stat_prefix = ""
             template = self._templates[template_key] = bytes(route)
         return template + wire.string_field(_ROUTE_STAT_PREFIX, key.stat_prefix)
@@ -407,13 +424,12 @@ def _tree(tree_input: bytes, map_field: int, entries: Sequence[bytes], on_no_mat
     return wire.message_field(_MATCHER_TREE, tree) + fallback
 
 
-def _configuration(name: str, matcher: bytes, clusters: set[str], retries: int) -> EncodedRouteConfiguration:
-    """One virtual host for every domain, finding routes with ``matcher``; fast-path routes take the virtual
-    host's retry policy (retry on another holder when a connection fails)."""
+def _configuration(name: str, matcher: bytes, clusters: set[str]) -> EncodedRouteConfiguration:
+    """One virtual host for every domain, finding routes with ``matcher``. Routes carry their own retry
+    policies (the virtual host's would apply to every fast-path route, even one with nothing to retry on)."""
     virtual_host = (
         wire.string_field(_VIRTUAL_HOST_NAME, name)
         + wire.string_field(_VIRTUAL_HOST_DOMAINS, "*")
-        + wire.message_field(_VIRTUAL_HOST_RETRY_POLICY, bytes(retry_policy(retries)))
         + wire.message_field(_VIRTUAL_HOST_MATCHER, matcher)
     )
     payload = wire.string_field(_ROUTE_CONFIGURATION_NAME, name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
@@ -356,6 +357,32 @@ def test_reload_config_is_denied_through_the_grpc_listener(
 def to_node(model: str, target: NodeView) -> FastPathEntry:
     """A fast-path route for ``model`` (latest) to ``target``: how requests reach a node without ext_proc."""
     return FastPathEntry(FastKey(model), (target.rest,), (target.grpc,))
+
+
+def test_a_fast_path_route_retries_a_failed_connection_on_its_other_holder(
+    ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
+) -> None:
+    down = node("node-down")  # nothing listens on its ports
+    up = node("node-up", ads.start_backend("node-up"))
+    view = make_view(listener_ports, down, up)
+    spread = FastPathEntry(FastKey("spread"), (down.rest, up.rest), (down.grpc, up.grpc))
+    ads.set_snapshot(snapshot("1", build_resources(view, ext_proc=False, fast_path=[spread])))
+    envoy = start_envoy_on(start_envoy, ads)
+    ads.wait_acked(envoy, every_type_at("1"))
+    url = f"http://{LOOPBACK}:{listener_ports.rest}/v1/models/spread:predict"
+    first_answer(url, envoy)
+
+    # Half of the requests name the node that is down first: each is retried on the other holder.
+    for _ in range(8):
+        assert get(url)["backend"] == "node-up"
+    retried = re.compile(rf"route\.{FastKey('spread').stat_prefix}\.upstream_rq_retry_success: [1-9]")
+    # (Envoy charges a request's route counters once its stream is gone, a moment after the answer.)
+    wait_until(
+        lambda: retried.search(envoy.admin_get("/stats")) is not None,
+        ACK_TIMEOUT_S,
+        "the route to count its retries",
+        process=envoy.process,
+    )
 
 
 def predict_request_bytes(model: str, tensor_bytes: int) -> bytes:

@@ -22,10 +22,12 @@ from xds.fastpath import (
     routable,
 )
 from xds.resources import build_fast_path_configurations
+from xds.routes import retry_policy
 from xds.view import Address, ClusterView, NodeView, Timeouts
 
 A_REST, A_GRPC = Address("127.0.0.1", 8501), Address("127.0.0.1", 8500)
 B_REST, B_GRPC = Address("127.0.0.2", 8501), Address("127.0.0.2", 8500)
+RETRIES = 2
 
 
 def view() -> ClusterView:
@@ -36,6 +38,7 @@ def view() -> ClusterView:
         grpc_listener=Address("127.0.0.1", 8600),
         timeouts=Timeouts(ensure_deadline_s=30.0, request_s=7.0),
         grpc_descriptors=read_descriptor_set(),
+        retries=RETRIES,
     )
 
 
@@ -103,7 +106,7 @@ def test_resident_versions_get_routes_to_their_holders_with_ext_proc_left_alone(
     ]
     rest, grpc = configurations(entries)
     (vhost,) = rest.virtual_hosts
-    assert vhost.retry_policy is not None
+    assert vhost.retry_policy is None  # each route has its own, or none
     assert vhost.matcher is not None
     tree = vhost.matcher.matcher_tree
     assert tree is not None
@@ -124,6 +127,8 @@ def test_resident_versions_get_routes_to_their_holders_with_ext_proc_left_alone(
     assert single.route.timeout is not None
     assert single.route.timeout.total_seconds() == 7.0
     assert single.request_headers_to_add == []
+    # Nothing to retry on: no retry policy, which would cost Envoy work on every request.
+    assert single.route.retry_policy is None
 
     spread = route_of(by_prefix["/v1/models/m/versions/2:"])
     assert spread.route is not None
@@ -136,6 +141,8 @@ def test_resident_versions_get_routes_to_their_holders_with_ext_proc_left_alone(
         (names.CLUSTER_NODES_REST, 1, [f"{A_REST},{B_REST}"]),
         (names.CLUSTER_NODES_REST, 1, [f"{B_REST},{A_REST}"]),
     ]
+    # A failed connection is retried on the other holder.
+    assert spread.route.retry_policy == retry_policy(RETRIES)
 
     (grpc_vhost,) = grpc.virtual_hosts
     assert grpc_vhost.matcher is not None
@@ -191,8 +198,10 @@ def test_each_route_is_its_shared_template_and_its_own_stat_prefix(
 ) -> None:
     encoder = FastPathEncoder()
     for key in (FastKey("m"), FastKey("m", 3), FastKey("other.model-1", 12)):
-        encoded = encoder._route_bytes(key, names.CLUSTER_NODES_GRPC, holders, 7.0, chosen_late=chosen_late)
-        expected = fast_route(key, names.CLUSTER_NODES_GRPC, holders, 7.0, chosen_late=chosen_late)
+        encoded = encoder._route_bytes(
+            key, names.CLUSTER_NODES_GRPC, holders, 7.0, RETRIES, chosen_late=chosen_late
+        )
+        expected = fast_route(key, names.CLUSTER_NODES_GRPC, holders, 7.0, RETRIES, chosen_late=chosen_late)
         assert Route.parse(encoded) == expected
         assert route_of(MatcherOnMatch.parse(_encoded_on_match("fast", encoded))) == expected
         assert MatcherOnMatch.parse(_encoded_on_match("fast", encoded)) == _on_match("fast", expected)
