@@ -314,8 +314,9 @@ def start_cache_stack(
     )
 
 
-#: Rounds of each paired point, (b) and (c) alternating: the criteria are judged on each side's median round.
-PAIRED_ROUNDS = 3
+#: Rounds of each paired point, (b) and (c) alternating (b c, c b, b c...): the criteria are judged on each
+#: side's median round. Three rounds left the ratio of one point 5-7 points apart between two runs.
+PAIRED_ROUNDS = 5
 
 
 def measure_through(
@@ -329,9 +330,9 @@ def measure_through(
 ) -> list[Row]:
     """``measure`` through the stack's Envoy, and what the daemon saw meanwhile (``ctx.findings``).
 
-    ``paired``: a static Envoy of scenario (b) to the same upstream is measured too, point by point right
-    before the cache (``measure_sides``); its rows go to ``ctx.findings.paired_baselines`` for the overhead
-    comparison, not to the tables.
+    ``paired``: a static Envoy of scenario (b) to the same upstream is measured too, point by point,
+    alternating with the cache (``measure_sides``); its rows go to ``ctx.findings.paired_baselines`` for the
+    overhead comparison, not to the tables.
     """
     ctx.findings.envoy_workers[scenario] = envoy_workers(stack.envoy)
     cache = Side(scenario, upstream.name, _rest_address(stack), stack.grpc_target, stack.envoy)

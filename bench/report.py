@@ -237,16 +237,17 @@ def overhead_section(
     """Each candidate scenario against ``baseline``, both against ``upstream``, at every protocol and
     concurrency measured for both: throughput ratio and added p50, each against ``criteria``.
 
-    A candidate in ``paired`` is compared with those baseline rows (measured point by point right before
+    A candidate in ``paired`` is compared with those baseline rows (measured point by point, alternating with
     it); any other with the baseline's own rows in ``rows``.
     """
     ratio_head = f"req/s ratio (>= {criteria.min_throughput_ratio * 100:g} %)"
     added_head = f"added p50 ms (<= {criteria.max_added_p50_ms:g})"
     lines = [
         f"Against the {upstream}, each point compared with {baseline} at the same protocol and concurrency. "
-        f'"paired": that {baseline} point was measured right before the cache\'s, alternating, so that both '
-        "share the machine's state, in as many rounds as the last column has (each side's row is its round "
-        f'of median requests/s); "(b) rows": the {baseline} rows of the tables above.',
+        f'"paired": that {baseline} point was measured alternately with the cache\'s, each in turn '
+        "first (b c, c b, b c...), so that both share the machine's state, in as many rounds as the last "
+        f'column has (each side\'s row is its round of median requests/s); "(b) rows": the {baseline} '
+        "rows of the tables above.",
         "",
         f"| scenario | protocol | concurrency | {baseline} | {baseline} req/s | req/s | {ratio_head} | met "
         f"| {baseline} p50 ms | p50 ms | {added_head} | met | {baseline} Envoy CPU µs / request "

@@ -265,8 +265,10 @@ def _load(ctx: BenchContext, side: Side, target: LoadTarget, concurrency: int) -
 def measure_sides(ctx: BenchContext, sides: Sequence[Side], rounds: int = 1) -> list[list[Row]]:
     """``measure`` for several sides at once, interleaved: each protocol is checked on every side, then each
     concurrency is loaded on every side in turn, ``rounds`` times, so that the sides of one point share the
-    machine's state (other work on it comes and goes). Each side's row of a point is its round of median
-    throughput (``median_round``). Returns each side's rows, in the order of ``sides``."""
+    machine's state (other work on it comes and goes). The order of the sides is reversed every other round
+    (A B, B A, A B...), so that neither side is always the one that runs right after the other. Each side's
+    row of a point is its round of median throughput (``median_round``). Returns each side's rows, in the
+    order of ``sides``."""
     rows: list[list[Row]] = [[] for _ in sides]
     for protocol in Protocol:
         targets = [side.target(ctx, protocol) for side in sides]
@@ -274,8 +276,9 @@ def measure_sides(ctx: BenchContext, sides: Sequence[Side], rounds: int = 1) -> 
             check(target)
         for concurrency in ctx.concurrencies:
             measured: list[list[Row]] = [[] for _ in sides]
-            for _ in range(rounds):
-                for side, target, side_rounds in zip(sides, targets, measured, strict=True):
+            for round_index in range(rounds):
+                turns = list(zip(sides, targets, measured, strict=True))
+                for side, target, side_rounds in turns if round_index % 2 == 0 else reversed(turns):
                     side_rounds.append(_load(ctx, side, target, concurrency))
             for side_rows, side_rounds in zip(rows, measured, strict=True):
                 side_rows.append(median_round(side_rounds))
