@@ -28,13 +28,15 @@ turn ext_proc off explicitly, which ext_proc reads when its turn comes, after th
 A fast-path route to a single holder sends to that node's own cluster (``xds.clusters.single_node_cluster``);
 with several holders it is a weighted cluster over the shared node cluster, each entry naming the holders in
 the ``x-tfscache-node`` header in a rotated order, so requests spread over the replicas and a retry (the
-route's own retry policy) goes to the next one; a route to a single holder retries nothing. Each route has a stat prefix (:func:`stat_prefix`): Envoy counts its
-requests as ``vhost.<listener>.route.<prefix>.upstream_rq_completed``, which is how the daemon learns of hits
-it never sees (recency).
+route's own retry policy) goes to the next one; a route to a single holder retries nothing. Each route has
+a stat prefix (:func:`stat_prefix`): Envoy counts its requests as
+``vhost.<listener>.route.<prefix>.upstream_rq_completed``, which is how the daemon learns of hits it never
+sees (recency).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -81,6 +83,8 @@ GRPC_KEY_FORMAT: Final = (
 )
 _ROUTABLE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _STAT_HASH_CHARS = 16
+#: Names whose stat-prefix digest is kept (more than the models any node pool holds at once).
+_DIGEST_CACHE_NAMES = 65_536
 
 # Field numbers of the messages encoded by hand (envoy.config.route.v3, xds.type.matcher.v3).
 _ROUTE_CONFIGURATION_NAME = 1
@@ -134,9 +138,20 @@ class FastKey:
 
     @property
     def stat_prefix(self) -> str:
-        """The route's stat prefix: Envoy-safe whatever the name, and the same in every daemon."""
-        digest = hashlib.sha256(self.name.encode()).hexdigest()[:_STAT_HASH_CHARS]
-        return f"fp_{digest}_{'latest' if self.version is None else self.version}"
+        """The route's stat prefix (:func:`stat_prefix`)."""
+        return stat_prefix(self.name, self.version)
+
+
+def stat_prefix(name: str, version: int | None) -> str:
+    """The stat prefix of the route for ``name`` at ``version`` (None: the latest): Envoy-safe whatever the
+    name, and the same in every daemon. Cheap to call again (the recency feed maps every route's prefix
+    each interval): each name's digest is computed once."""
+    return f"fp_{_name_digest(name)}_{'latest' if version is None else version}"
+
+
+@functools.lru_cache(maxsize=_DIGEST_CACHE_NAMES)
+def _name_digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:_STAT_HASH_CHARS]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from tfscachectl.core.placement import NodeId
-from xds.fastpath import FastKey, FastPathEntry, routable
+from xds.fastpath import FastKey, FastPathEntry, routable, stat_prefix
 from xds.view import Address
 
 #: A node's REST and gRPC addresses, as Envoy reaches them.
@@ -55,9 +55,10 @@ def holders_by_stat_prefix(
         for name, version in held[node_id]:
             if not routable(name):
                 continue
-            keys = [FastKey(name, version)] + ([FastKey(name)] if latest.get(name) == version else [])
-            for key in keys:
-                found.setdefault(key.stat_prefix, (name, version, []))[2].append(node_id)
+            # read every recency interval: prefixes without building (and validating) a FastKey each
+            versions: tuple[int | None, ...] = (version, None) if latest.get(name) == version else (version,)
+            for routed in versions:
+                found.setdefault(stat_prefix(name, routed), (name, version, []))[2].append(node_id)
     return {prefix: (name, version, tuple(nodes)) for prefix, (name, version, nodes) in found.items()}
 
 

@@ -155,6 +155,9 @@ class Daemon:
         #: Publishing takes at most about half of the loop's time, however fast changes come.
         self._publish_pacer = Pacer(share=0.5)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The recency feed's map of route stat prefixes, read every interval: made again after a change.
+        self._stat_holders_made: Holders | None = None
+        self.cluster.on_change(self._forget_stat_holders)
         self.cluster.on_change(self._publish_soon)
         self.cluster.on_unloading(self._withdraw_soon)
         self.cluster.on_membership(self._membership_changed)
@@ -391,7 +394,12 @@ class Daemon:
         return [*self.ads.admin_addresses(), *self.settings.fast_path.envoy_admins]
 
     def _stat_holders(self) -> Holders:
-        return holders_by_stat_prefix(self.cluster.held(), self.cluster.latest)
+        if self._stat_holders_made is None:
+            self._stat_holders_made = holders_by_stat_prefix(self.cluster.held(), self.cluster.latest)
+        return self._stat_holders_made
+
+    def _forget_stat_holders(self) -> None:
+        self._stat_holders_made = None
 
     async def _touch(self, node_id: NodeId, hits: Sequence[ModelHits]) -> None:
         await self.cluster.agents[node_id].touch(hits)
