@@ -31,8 +31,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.harness import ManagedProcess, ProcessRegistry, ServingBackend, free_port, pid_alive, wait_until
 from tests.harness.serving import REPO_ROOT
 from tfscachectl.agent.api import (
+    MAX_RESOLVE_LATEST_NAMES,
     AgentClient,
     AgentUnreachableError,
+    LatestVersion,
     ModelHits,
     NodeStatus,
     ResidencyEvent,
@@ -258,6 +260,23 @@ def test_ensure_by_label(agent: RunningAgent) -> None:
     result = with_client(agent.target, lambda client: client.ensure(TENANTS[1], label="stable"))
     assert result.key == ModelKey(TENANTS[1], 1)
     assert result.outcome in ("loaded", "hit")
+
+
+def test_resolve_latest_answers_many_names_in_one_call(agent: RunningAgent) -> None:
+    names = [TENANTS[0], "no-such-model", "../x", TENANTS[1]]
+    answers = with_client(agent.target, lambda client: client.resolve_latest(names))
+    assert [a.name for a in answers] == names
+    assert answers[0] == LatestVersion(TENANTS[0], 1)
+    assert answers[3] == LatestVersion(TENANTS[1], 1)
+    assert answers[1].version is None
+    assert answers[1].error == "Servable not found for request: Latest(no-such-model)"
+    assert answers[2].version is None
+    assert answers[2].error  # not a model name
+    # More names than one call may carry: refused as a whole, with the limit in the message.
+    too_many = [TENANTS[0]] * (MAX_RESOLVE_LATEST_NAMES + 1)
+    error = serving_error(lambda client: client.resolve_latest(too_many), agent)
+    assert error.code is Code.INVALID_ARGUMENT
+    assert f"at most {MAX_RESOLVE_LATEST_NAMES} names" in error.message
 
 
 def test_preload_starts_the_load_without_waiting(agent: RunningAgent) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tfscachectl.agent.api.values import ModelHits
 from tfscachectl.core.placement import NodeId
-from tfscachectl.daemon.fastpath import fast_path_entries, holders_by_stat_prefix
+from tfscachectl.daemon.fastpath import due_names, fast_path_entries, holders_by_stat_prefix
 from tfscachectl.daemon.recency import (
     hits_by_node,
     in_flight_filter,
@@ -89,3 +89,18 @@ def test_requests_in_flight_are_those_routed_and_not_answered() -> None:
     assert parse_in_flight("") == 0
     pattern = in_flight_filter(["fp_bb_latest", "fp_aa_1"])
     assert pattern == r"^vhost\.[^.]+\.route\.(fp_aa_1|fp_bb_latest)\.upstream_rq_(total|completed)$"
+
+
+def test_due_names_take_every_name_in_turn_and_wrap_around() -> None:
+    names = ["a", "b", "c", "d", "e"]
+    seen: list[str] = []
+    position = 0
+    for _ in range(5):
+        due, position = due_names(names, position, 2)
+        seen += due
+    assert seen == names * 2  # each name twice in five turns of two
+    assert due_names(names, 3, 9) == (["d", "e", "a", "b", "c"], 3)  # never one name twice in a turn
+    # Names that came and went: a position past the end wraps; nothing to check gives nothing.
+    assert due_names(["a", "b"], 7, 1) == (["b"], 0)
+    assert due_names([], 4, 3) == ([], 0)
+    assert due_names(names, 0, 0) == ([], 0)

@@ -9,7 +9,7 @@ are left out. Holders are listed in node id order; Envoy spreads requests over t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tfscachectl.core.placement import NodeId
@@ -60,6 +60,17 @@ def holders_by_stat_prefix(
             for routed in versions:
                 found.setdefault(stat_prefix(name, routed), (name, version, []))[2].append(node_id)
     return {prefix: (name, version, tuple(nodes)) for prefix, (name, version, nodes) in found.items()}
+
+
+def due_names(names: Sequence[str], position: int, count: int) -> tuple[list[str], int]:
+    """The next ``count`` of ``names`` from ``position`` on, wrapping around (each at most once), and the
+    position the next turn starts at: taken in turn, every name comes up once per ``len(names) / count``
+    turns, even when names come and go in between (a position past the end wraps)."""
+    if not names or count <= 0:
+        return [], 0
+    count = min(count, len(names))
+    start = position % len(names)
+    return [names[(start + i) % len(names)] for i in range(count)], (start + count) % len(names)
 
 
 def _order(key: FastKey) -> tuple[str, int]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 
 from grpclib.server import Server
 
-from tfscachectl.agent.api.values import ModelHits
+from tfscachectl.agent.api.values import MAX_RESOLVE_LATEST_NAMES, ModelHits
 from tfscachectl.core.placement import NodeId
 from tfscachectl.daemon.admin import AdminApi
 from tfscachectl.daemon.cluster import Cluster
@@ -31,6 +32,7 @@ from tfscachectl.daemon.extproc import ExtProcCounters, ExtProcOptions, ExtProcS
 from tfscachectl.daemon.fastpath import (
     FastPathCounters,
     NodeAddresses,
+    due_names,
     fast_path_entries,
     holders_by_stat_prefix,
 )
@@ -70,6 +72,8 @@ log = logging.getLogger(__name__)
 MOVES_AT_ONCE = 2
 #: How often a withdrawal's drain asks Envoy for the routes' requests still in flight.
 DRAIN_POLL_S = 0.005
+#: How often the latest-version check runs, each time for its share of the routed names (at most).
+LATEST_CHECK_TICK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -311,34 +315,55 @@ class Daemon:
 
     async def _refresh_latest(self) -> None:
         """Every ``latest_refresh`` seconds, ask a holder of each model routed without version what the
-        latest version is now (``Resolve``: nothing loads, no use is counted). A new version starts loading
-        on that holder, and the unversioned route goes until it is resident: meanwhile unversioned requests
-        take the slow path, which waits for that load."""
+        latest version is now (``ResolveLatest``: nothing loads, no use is counted). A new version starts
+        loading on that holder, and the unversioned route goes until it is resident: meanwhile unversioned
+        requests take the slow path, which waits for that load.
+
+        The names are checked in turn, a share of them every ``LATEST_CHECK_TICK_S``, one call per holder
+        for that share: the same small load all the time, not a burst, and not a call per model (with 1,000
+        models that was 33 calls a second, a few percent of a core in both the daemon and the agent)."""
         period = self.settings.fast_path.latest_refresh
+        tick = min(LATEST_CHECK_TICK_S, period)
+        position = 0
         while True:
-            names = sorted({e.key.name for e in self.fast_path_entries() if e.key.version is None})
-            if not names:
-                await asyncio.sleep(period)
+            await asyncio.sleep(tick)
+            names = sorted(name for name in self.cluster.latest if routable(name))
+            due, position = due_names(names, position, math.ceil(len(names) * tick / period))
+            batches: dict[NodeId, list[str]] = {}
+            for name in due:
+                holders = self.cluster.holders_of(name, self.cluster.latest[name])
+                connected = sorted(n for n in holders if self.cluster.connected(n))
+                if connected:
+                    batches.setdefault(connected[0], []).append(name)
+            await asyncio.gather(
+                *(
+                    self._check_latest(node_id, batch[i : i + MAX_RESOLVE_LATEST_NAMES])
+                    for node_id, batch in batches.items()
+                    for i in range(0, len(batch), MAX_RESOLVE_LATEST_NAMES)
+                )
+            )
+
+    async def _check_latest(self, node_id: NodeId, names: Sequence[str]) -> None:
+        agent = self.cluster.agents.get(node_id)
+        if agent is None:
+            return
+        try:
+            answers = await agent.resolve_latest(names)
+        except ServingError as exc:
+            log.info("latest_refresh_failed node=%s models=%d error=%r", node_id, len(names), exc.message)
+            return
+        for answer in answers:
+            if answer.version is None:
+                log.info("latest_refresh_failed model=%s error=%r", answer.name, answer.error)
                 continue
-            for name in names:
-                # one call every period / len(names): the same small load all the time, not a burst
-                await asyncio.sleep(period / len(names))
-                latest = self.cluster.latest.get(name)
-                holders = sorted(self.cluster.holders_of(name, latest)) if latest is not None else []
-                if not holders:
-                    continue
-                agent = self.cluster.agents.get(holders[0])
+            if answer.version != self.cluster.latest.get(answer.name):
+                log.info("latest_version_changed model=%s version=%d", answer.name, answer.version)
                 try:
-                    if agent is None:
-                        continue
-                    key = await agent.resolve(name)
-                    if key.version != self.cluster.latest.get(name):
-                        log.info("latest_version_changed model=%s version=%d", name, key.version)
-                        await agent.preload(name, key.version)
+                    await agent.preload(answer.name, answer.version)
                 except ServingError as exc:
-                    log.info("latest_refresh_failed model=%s error=%r", name, exc.message)
+                    log.info("latest_refresh_failed model=%s error=%r", answer.name, exc.message)
                     continue
-                self.cluster.note_latest(name, key.version)
+            self.cluster.note_latest(answer.name, answer.version)
 
     # ----- membership -----------------------------------------------------------------------------
 

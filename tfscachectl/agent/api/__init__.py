@@ -13,8 +13,10 @@ talks to TF Serving with its protos).
 
 from tfscachectl.agent.api.client import AgentClient, AgentUnreachableError, ClientTimeouts
 from tfscachectl.agent.api.values import (
+    MAX_RESOLVE_LATEST_NAMES,
     EnsureResult,
     EventKind,
+    LatestVersion,
     ModelHits,
     ModelInfo,
     ModelState,
@@ -24,11 +26,13 @@ from tfscachectl.agent.api.values import (
 )
 
 __all__ = [
+    "MAX_RESOLVE_LATEST_NAMES",
     "AgentClient",
     "AgentUnreachableError",
     "ClientTimeouts",
     "EnsureResult",
     "EventKind",
+    "LatestVersion",
     "ModelHits",
     "ModelInfo",
     "ModelState",

@@ -231,6 +231,28 @@ class ResolveResponse(_message.Message):
     resident: bool
     def __init__(self, key: _Optional[_Union[ModelKey, _Mapping]] = ..., resident: _Optional[bool] = ...) -> None: ...
 
+class ResolveLatestRequest(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LatestVersion(_message.Message):
+    __slots__ = ("name", "version", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    error: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ResolveLatestResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[LatestVersion]
+    def __init__(self, versions: _Optional[_Iterable[_Union[LatestVersion, _Mapping]]] = ...) -> None: ...
+
 class TouchResponse(_message.Message):
     __slots__ = ("accepted", "ignored")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]

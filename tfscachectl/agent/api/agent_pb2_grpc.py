@@ -79,6 +79,11 @@ class NodeAgentStub:
                 request_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveRequest.SerializeToString,
                 response_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveResponse.FromString,
                 _registered_method=True)
+        self.ResolveLatest = channel.unary_unary(
+                '/tfscache.agent.v1.NodeAgent/ResolveLatest',
+                request_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveLatestRequest.SerializeToString,
+                response_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveLatestResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer:
@@ -152,6 +157,14 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveLatest(self, request, context):
+        """The latest version of each of several models (as Resolve without version or label), in one call: how the
+        daemon checks all its routes to latest versions, a few per second, without a call per model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -199,6 +212,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.Resolve,
                     request_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveRequest.FromString,
                     response_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveResponse.SerializeToString,
+            ),
+            'ResolveLatest': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveLatest,
+                    request_deserializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveLatestRequest.FromString,
+                    response_serializer=tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveLatestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +462,33 @@ class NodeAgent:
             '/tfscache.agent.v1.NodeAgent/Resolve',
             tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveRequest.SerializeToString,
             tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveLatest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tfscache.agent.v1.NodeAgent/ResolveLatest',
+            tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveLatestRequest.SerializeToString,
+            tfscachectl_dot_agent_dot_api_dot_agent__pb2.ResolveLatestResponse.FromString,
             options,
             channel_credentials,
             insecure,

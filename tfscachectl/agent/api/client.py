@@ -13,7 +13,7 @@ TensorFlow.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -21,7 +21,14 @@ from typing import Any
 import grpc
 
 from tfscachectl.agent.api import agent_pb2, agent_pb2_grpc, wire
-from tfscachectl.agent.api.values import EnsureResult, ModelHits, NodeStatus, ResidencyEvent, StoreListing
+from tfscachectl.agent.api.values import (
+    EnsureResult,
+    LatestVersion,
+    ModelHits,
+    NodeStatus,
+    ResidencyEvent,
+    StoreListing,
+)
 from tfscachectl.core.refs import ModelKey
 from tfscachectl.errors import Code, ServingError
 
@@ -141,6 +148,17 @@ class AgentClient:
             request.label = label
         response = await self._call(self._rpc.Resolve, request, self.timeouts.call)
         return wire.decode_key(response.key)
+
+    async def resolve_latest(self, names: Sequence[str]) -> list[LatestVersion]:
+        """The latest version of each of ``names`` (``resolve`` without version or label), in one call of at
+        most ``MAX_RESOLVE_LATEST_NAMES`` names; a name that has none says why in its
+        ``error``."""
+        request = agent_pb2.ResolveLatestRequest(names=list(names))
+        response = await self._call(self._rpc.ResolveLatest, request, self.timeouts.call)
+        return [
+            LatestVersion(v.name, None, v.error) if v.error else LatestVersion(v.name, v.version)
+            for v in response.versions
+        ]
 
     async def list_store(self, limit: int | None = None) -> StoreListing:
         """What the model store holds: models (up to ``limit``; None: the agent's default), their versions

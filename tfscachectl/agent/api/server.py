@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 import grpc
 
 from tfscachectl.agent.api import agent_pb2, agent_pb2_grpc, wire
-from tfscachectl.agent.api.values import Outcome, StoredModel, StoredModelVersion, StoreListing
+from tfscachectl.agent.api.values import (
+    MAX_RESOLVE_LATEST_NAMES,
+    Outcome,
+    StoredModel,
+    StoredModelVersion,
+    StoreListing,
+)
 from tfscachectl.agent.gate import WatcherGate
 from tfscachectl.core import ModelKey, ResidencyState
 from tfscachectl.errors import Code, ConfigError, ModelNotInStoreError, ServingError, StoreError
@@ -307,6 +313,25 @@ class AgentService:
         return agent_pb2.ResolveResponse(
             key=wire.encode_key(key), resident=self._state(key) is ResidencyState.RESIDENT
         )
+
+    @_unary
+    async def ResolveLatest(
+        self, request: agent_pb2.ResolveLatestRequest, context: Any
+    ) -> agent_pb2.ResolveLatestResponse:
+        if len(request.names) > MAX_RESOLVE_LATEST_NAMES:
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"ResolveLatest takes at most {MAX_RESOLVE_LATEST_NAMES} names, not {len(request.names)}",
+            )
+        answers = await asyncio.gather(*(self._latest(name) for name in request.names))
+        return agent_pb2.ResolveLatestResponse(versions=answers)
+
+    async def _latest(self, name: str) -> agent_pb2.LatestVersion:
+        try:
+            key = await self._agent.resolve(name, None, None)
+        except ServingError as exc:
+            return agent_pb2.LatestVersion(name=name, error=exc.message)
+        return agent_pb2.LatestVersion(name=name, version=key.version)
 
     @_unary
     async def ListStore(

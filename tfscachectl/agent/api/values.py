@@ -80,6 +80,19 @@ class ModelHits:
     unix_time: float  # when the last of them was served
 
 
+#: The most names one ``ResolveLatest`` call may ask about (each may read the store).
+MAX_RESOLVE_LATEST_NAMES = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class LatestVersion:
+    """A model's latest version as the agent resolves it, or (``version`` None) why it has none."""
+
+    name: str
+    version: int | None
+    error: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredModelVersion:
     """One version in the model store and the total size of its files."""
