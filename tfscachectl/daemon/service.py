@@ -335,13 +335,17 @@ class Daemon:
                 connected = sorted(n for n in holders if self.cluster.connected(n))
                 if connected:
                     batches.setdefault(connected[0], []).append(name)
-            await asyncio.gather(
+            outcomes = await asyncio.gather(
                 *(
                     self._check_latest(node_id, batch[i : i + MAX_RESOLVE_LATEST_NAMES])
                     for node_id, batch in batches.items()
                     for i in range(0, len(batch), MAX_RESOLVE_LATEST_NAMES)
-                )
+                ),
+                return_exceptions=True,
             )
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):  # a bug, or a client closed meanwhile: check again later
+                    log.warning("latest_refresh_failed error=%r", outcome)
 
     async def _check_latest(self, node_id: NodeId, names: Sequence[str]) -> None:
         agent = self.cluster.agents.get(node_id)
