@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from envoy_data_plane.envoy.config.common.mutation_rules.v3 import HeaderMutation as HeaderMutationRule
+from envoy_data_plane.envoy.config.core.v3 import TypedExtensionConfig
 from envoy_data_plane.envoy.config.listener.v3 import (
     Filter,
     FilterChain,
@@ -44,8 +45,14 @@ def http_listener(
     limits: Limits,
     *,
     http2_only: bool,
+    strip_reserved: bool = True,
 ) -> Listener:
-    """A listener at ``address`` (HTTP/1.1 and HTTP/2 unless ``http2_only``) with routes from RDS."""
+    """A listener at ``address`` (HTTP/1.1 and HTTP/2 unless ``http2_only``) with routes from RDS.
+
+    ``strip_reserved``: remove the reserved headers a client may have sent, before any filter (Envoy's
+    early header mutation, about 4,300 instructions per request); only a listener none of whose routes can
+    use a client's value may go without (see ``build_listeners``).
+    """
     manager = HttpConnectionManager(
         stat_prefix=name,
         codec_type=HttpConnectionManagerCodecType.HTTP2
@@ -58,12 +65,7 @@ def http_listener(
         # longer) answers first, saying what timed out.
         stream_idle_timeout=seconds(timeouts.route_s + timeouts.connect_s),
         http2_protocol_options=http2_options(limits),
-        early_header_mutation_extensions=[
-            extension(
-                "envoy.http.early_header_mutation.header_mutation",
-                HeaderMutation(mutations=[HeaderMutationRule(remove=header) for header in RESERVED_HEADERS]),
-            )
-        ],
+        early_header_mutation_extensions=_reserved_headers_removal() if strip_reserved else [],
     )
     return Listener(
         name=name,
@@ -81,11 +83,14 @@ def internal_http_listener(
     http_filters: Sequence[HttpFilter],
     timeouts: Timeouts,
     limits: Limits,
+    *,
+    strip_reserved: bool = False,
 ) -> Listener:
     """An internal listener (reached only from Envoy's own clusters, no socket) speaking HTTP/2, with
     ``routes`` inline. Envoy needs the ``envoy.bootstrap.internal_listener`` extension in its bootstrap.
 
-    Its requests come from the cache's own listeners, which already removed the reserved headers.
+    ``strip_reserved``: remove the reserved headers a client may have sent (as ``http_listener``), for
+    requests that come from a listener that passed them on.
     """
     manager = HttpConnectionManager(
         stat_prefix=name,
@@ -94,6 +99,7 @@ def internal_http_listener(
         http_filters=list(http_filters),
         stream_idle_timeout=seconds(timeouts.route_s),
         http2_protocol_options=http2_options(limits),
+        early_header_mutation_extensions=_reserved_headers_removal() if strip_reserved else [],
     )
     return Listener(
         name=name,
@@ -103,6 +109,15 @@ def internal_http_listener(
             FilterChain(filters=[Filter(name=HTTP_CONNECTION_MANAGER, typed_config=pack(manager))])
         ],
     )
+
+
+def _reserved_headers_removal() -> list[TypedExtensionConfig]:
+    return [
+        extension(
+            "envoy.http.early_header_mutation.header_mutation",
+            HeaderMutation(mutations=[HeaderMutationRule(remove=header) for header in RESERVED_HEADERS]),
+        )
+    ]
 
 
 def route_config_names(listener: Listener) -> list[str]:

@@ -444,6 +444,35 @@ def test_large_grpc_messages_pass_both_ways_through_the_model_key_reader(
         assert predict(request, timeout=LARGE_TRANSFER_TIMEOUT_S) == request
 
 
+def test_with_the_module_a_grpc_client_cannot_pick_the_node_on_a_miss(
+    ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports, grpc_echo_node: NodeView
+) -> None:
+    """The gRPC listener keeps the reserved headers (removing them costs every hit); the internal listener
+    where misses go removes them before anything could use them."""
+    view = make_view(listener_ports, grpc_echo_node, grpc_key_module=built_module())
+    resources = build_resources(view, ext_proc=False, fast_path=[to_node("routed", grpc_echo_node)])
+    ads.set_snapshot(snapshot("1", resources))
+    envoy = start_envoy_on(start_envoy, ads)
+    ads.wait_acked(envoy, every_type_at("1"))
+    picked = ((names.NODE_HEADER, str(grpc_echo_node.grpc)), (names.MODEL_HEADER, "x"))
+
+    with grpc.insecure_channel(f"{LOOPBACK}:{listener_ports.grpc}") as channel:
+        grpc.channel_ready_future(channel).result(timeout=GRPC_TIMEOUT_S)
+        predict = channel.unary_unary(
+            "/tensorflow.serving.PredictionService/Predict",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        # A hit goes to its holder whatever the client says.
+        routed = predict_request_bytes("routed", 8)
+        assert predict(routed, metadata=picked, timeout=GRPC_TIMEOUT_S) == routed
+        # A miss without a decision (no ext_proc here) goes nowhere, even though the client named a node.
+        with pytest.raises(grpc.RpcError) as caught:
+            predict(predict_request_bytes("not-routed", 8), metadata=picked, timeout=GRPC_TIMEOUT_S)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert "no healthy upstream" in caught.value.details()  # type: ignore[attr-defined]
+
+
 def test_large_rest_bodies_pass_both_ways(
     ads: AdsThread, start_envoy: Callable[..., EnvoyProcess], listener_ports: Ports
 ) -> None:

@@ -229,11 +229,26 @@ def test_grpc_listener_extracts_fields_before_ext_proc(resources: Resources) -> 
     assert extracted == {name: method.extracted_fields for name, method in GRPC_MODEL_METHODS.items()}
 
 
+def removed_on_arrival(listener: Listener) -> list[str]:
+    return [
+        rule.remove
+        for mutation in manager(listener).early_header_mutation_extensions
+        for rule in mutation.typed_config.unpack().mutations
+    ]
+
+
 def test_clients_cannot_set_the_cache_headers(resources: Resources) -> None:
     for listener in resources.listeners:
-        (mutation,) = manager(listener).early_header_mutation_extensions
-        removed = [rule.remove for rule in mutation.typed_config.unpack().mutations]
-        assert removed == list(RESERVED_HEADERS) == [names.NODE_HEADER, names.MODEL_HEADER]
+        assert removed_on_arrival(listener) == list(RESERVED_HEADERS)
+    assert list(RESERVED_HEADERS) == [names.NODE_HEADER, names.MODEL_HEADER]
+
+
+def test_with_the_module_grpc_misses_lose_the_cache_headers_and_hits_skip_that_work() -> None:
+    listeners = build_resources(make_view(grpc_key_module=MODULE_PATH)).listeners
+    assert removed_on_arrival(by_name(listeners, names.LISTENER_REST)) == list(RESERVED_HEADERS)
+    # Removed where the slow path begins: the gRPC listener's routes never use a client's value.
+    assert removed_on_arrival(by_name(listeners, names.LISTENER_GRPC_MISS)) == list(RESERVED_HEADERS)
+    assert removed_on_arrival(by_name(listeners, names.LISTENER_GRPC)) == []
 
 
 def test_ext_proc_sends_headers_only_with_a_load_sized_timeout(resources: Resources) -> None:
