@@ -26,6 +26,7 @@ from bench.cache_scenarios import (
     cold_section,
     parse_metrics,
 )
+from bench.envoy_instructions import cache_bootstrap, callgrind_total
 from bench.load import LoadSettings, Protocol, Result, grpc_target, parse_log, rest_target, run_load
 from bench.payloads import (
     MODEL_NAME,
@@ -43,7 +44,8 @@ from bench.report import DaemonTraffic, Row, daemon_traffic_section, overhead_se
 from bench.scenarios import STAND_IN, STATIC_ENVOY, EnvoyUsage, check_grpc, check_rest
 from bench.standin import NginxStandIn, find_nginx
 from bench.static_envoy import start_static_envoy
-from tests.harness.processes import ProcessRegistry
+from tests.harness.binaries import envoy_binary
+from tests.harness.processes import LOOPBACK, ProcessRegistry, free_port, port_accepts, wait_until
 from tfscachectl.errors import ProcessError
 
 pytestmark = pytest.mark.integration
@@ -175,6 +177,44 @@ def test_static_envoy_forwards_both_protocols_to_the_standin(
     assert usage.cpu_s > 0
     assert EnvoyUsage(1.0, 10).cpu_us_per_request(EnvoyUsage(1.5, 1010)) == pytest.approx(500.0)
     assert EnvoyUsage(1.0, 10).cpu_us_per_request(EnvoyUsage(1.5, 10)) is None
+
+
+def test_the_cache_configuration_made_static_serves_hits_from_the_standin(
+    standin: NginxStandIn, processes: ProcessRegistry, tmp_path: Path
+) -> None:
+    """``bench.envoy_instructions`` counts what Envoy does with the daemon's configuration made static:
+    Envoy must accept it and serve hits of both protocols with it (here without valgrind)."""
+    rest_port, grpc_port = free_port(), free_port()
+    config = tmp_path / "cache.pb"
+    models = [MODEL_NAME, "other-model"]
+    bootstrap = cache_bootstrap(rest_port, grpc_port, standin.rest_address, standin.grpc_address, models)
+    config.write_bytes(bytes(bootstrap))
+    argv = [
+        str(envoy_binary()),
+        "--config-path",
+        str(config),
+        "--use-dynamic-base-id",
+        "--log-level",
+        "warning",
+    ]
+    envoy = processes.create("envoy-cache-static", argv).start()
+    try:
+        wait_until(
+            lambda: port_accepts(rest_port) and port_accepts(grpc_port), 30.0, "the listeners", process=envoy
+        )
+        # Each model is routed without version and at version 1 (anything else would ask ext_proc: none here).
+        check_rest(f"{LOOPBACK}:{rest_port}", rest_predict_path(MODEL_NAME))
+        check_rest(f"{LOOPBACK}:{rest_port}", rest_predict_path("other-model", 1))
+        check_grpc(f"{LOOPBACK}:{grpc_port}")
+    finally:
+        envoy.stop()
+
+
+def test_callgrind_total_reads_the_summary_or_the_totals() -> None:
+    assert callgrind_total("version: 1\ncmd: envoy\nevents: Ir\nsummary: 4169000\n") == 4_169_000
+    assert callgrind_total("events: Ir\nfl=x\n0 3\ntotals: 12\n") == 12
+    with pytest.raises(ValueError, match="no summary"):
+        callgrind_total("events: Ir\n")
 
 
 # ----- the cache scenarios' findings and the report's comparisons (no process) ---------------------------
