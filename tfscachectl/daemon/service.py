@@ -35,6 +35,7 @@ from tfscachectl.daemon.fastpath import (
     due_names,
     fast_path_entries,
     holders_by_stat_prefix,
+    routed_versions,
 )
 from tfscachectl.daemon.membership import MembershipCounters, Move, moves_on_join, node_settings
 from tfscachectl.daemon.metrics import DaemonMetrics
@@ -62,7 +63,7 @@ from xds import (
     build_resources,
     read_descriptor_set,
 )
-from xds.fastpath import FastKey, FastPathEncoder, FastPathEntry, routable
+from xds.fastpath import FastKey, FastPathEncoder, FastPathEntry, routable, stat_prefix
 from xds.resources import build_fast_path_configurations
 from xds.server import AdsServer
 
@@ -291,9 +292,9 @@ class Daemon:
         ``fast_path.drain_timeout`` has passed: only then may the agent unload it."""
         if not self.settings.fast_path.enabled or not routable(name):
             return
-        prefixes = {FastKey(name, version).stat_prefix}
-        if self.cluster.latest.get(name) == version:
-            prefixes.add(FastKey(name).stat_prefix)
+        prefixes = {
+            stat_prefix(name, routed) for routed in routed_versions(name, version, self.cluster.latest)
+        }
         deadline = time.monotonic() + self.settings.fast_path.drain_timeout
         while True:
             pending = await self.recency.in_flight(prefixes)
