@@ -1,5 +1,6 @@
 """Following a discovery backend's membership in a test: every membership its ``watch()`` yields, kept in
-order, and a wait for one that satisfies a condition (used by the etcd and Consul tests alike)."""
+order, and a wait for one that satisfies a condition (used by the etcd and Consul tests alike); and a wait
+for a registration to report itself registered."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Callable
+from typing import Protocol
 
 from tfscachectl.discovery.base import Membership, MembershipSource
 
@@ -53,3 +55,18 @@ class Follower:
 def no_duplicates(history: list[Membership]) -> None:
     for before, after in itertools.pairwise(history):
         assert before != after, f"the same membership was yielded twice in a row: {after}"
+
+
+class Registered(Protocol):
+    @property
+    def registered(self) -> bool: ...
+
+
+async def until_registered(registration: Registered, timeout: float, what: str) -> None:
+    """Wait for ``registration.registered``. A watcher can see the key before the registering task has
+    read etcd's (or Consul's) answer to its write, so seeing the member is no proof the flag is set yet."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not registration.registered:
+        assert loop.time() < deadline, f"timed out waiting for {what} to be registered"
+        await asyncio.sleep(0.02)

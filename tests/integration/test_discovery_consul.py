@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 
 from tests.harness.consul_standin import ConsulApiStandIn
-from tests.harness.membership import Follower, no_duplicates
+from tests.harness.membership import Follower, no_duplicates, until_registered
 from tfscachectl.discovery.backoff import Backoff
 from tfscachectl.discovery.consul import ConsulMembership, ConsulRegistration
 from tfscachectl.discovery.members import Member
@@ -291,7 +291,7 @@ def test_an_agent_starts_while_consul_is_down(consul: ConsulApiStandIn) -> None:
         await asyncio.to_thread(consul.start)
         async with following(settings) as follower:
             await follower.until(lambda m: "node-a" in m, CATCH_UP_S, "node-a once Consul is up")
-        assert a.registered
+        await until_registered(a, CATCH_UP_S, "node-a")
         await a.close()
 
     asyncio.run(scenario())

@@ -15,7 +15,7 @@ import pytest
 
 from tests.harness.binaries import etcd_binary
 from tests.harness.etcd import EtcdServer
-from tests.harness.membership import Follower, no_duplicates
+from tests.harness.membership import Follower, no_duplicates, until_registered
 from tests.harness.processes import LOOPBACK, ProcessRegistry, free_port, port_accepts, wait_until
 from tfscachectl.discovery.backoff import Backoff
 from tfscachectl.discovery.etcd import EtcdMembership, EtcdRegistration
@@ -226,7 +226,7 @@ def test_an_agent_starts_while_etcd_is_down(etcd: EtcdServer) -> None:
         await asyncio.to_thread(etcd.start)
         async with following(settings) as follower:
             await follower.until(lambda m: "node-a" in m, CATCH_UP_S, "node-a once etcd is up")
-        assert a.registered
+        await until_registered(a, CATCH_UP_S, "node-a")
         await a.close()
 
     asyncio.run(scenario())
@@ -387,11 +387,8 @@ def test_tls_with_client_certificates(processes: ProcessRegistry, tmp_path: Path
 
     async def scenario() -> None:
         a = EtcdRegistration(settings, backoff=FAST_BACKOFF)
-        deadline = asyncio.get_running_loop().time() + 20
         await a.start(member("node-a"))
-        while not a.registered:  # etcd may still be electing itself
-            assert asyncio.get_running_loop().time() < deadline, "no registration over TLS"
-            await asyncio.sleep(0.05)
+        await until_registered(a, 20, "node-a over TLS")  # etcd may still be electing itself
         async with following(settings) as follower:
             assert await follower.until(lambda m: "node-a" in m, 10, "node-a over TLS") == {
                 "node-a": member("node-a")
