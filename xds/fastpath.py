@@ -307,8 +307,8 @@ class FastPathEncoder:
         request_timeout_s: float,
         retries: int,
     ) -> EncodedRouteConfiguration:
-        """The gRPC configuration: ``path_routes`` by exact ``:path`` first, then the key map, then
-        ``default``."""
+        """The gRPC configuration: ``path_routes`` (if any) by exact ``:path`` first, then the key map,
+        then ``default``."""
         entries = list(entries)
         encoded = [
             self._entry(
@@ -328,8 +328,15 @@ class FastPathEncoder:
             wire.map_entry(_MATCH_MAP_ENTRIES, path, _action(route.name, route))
             for path, route in sorted(path_routes.items())
         ]
-        matcher = _tree(
-            _header_input(":path"), _TREE_EXACT_MAP, by_path, wire.message_field(_ON_MATCH_MATCHER, by_key)
+        matcher = (
+            _tree(
+                _header_input(":path"),
+                _TREE_EXACT_MAP,
+                by_path,
+                wire.message_field(_ON_MATCH_MATCHER, by_key),
+            )
+            if by_path
+            else by_key
         )
         clusters = {
             *_clusters(default),

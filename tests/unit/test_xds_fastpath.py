@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from envoy_data_plane.envoy.config.route.v3 import Route, RouteConfiguration
 from envoy_data_plane.envoy.extensions.matching.common_inputs.network.v3 import FilterStateInput
@@ -97,6 +99,29 @@ def test_with_no_entries_every_request_takes_the_default_route() -> None:
     assert route_of(tree.exact_match_map.map[names.RELOAD_CONFIG_PATH]).name == "reload-config-denied"
     assert grpc_vhost.matcher.on_no_match.matcher is not None
     assert route_of(grpc_vhost.matcher.on_no_match.matcher.on_no_match).name == "default"
+
+
+def test_with_the_module_grpc_routes_are_found_by_key_alone() -> None:
+    """The internal miss listener denies the reload: the gRPC listener looks up no path."""
+    with_module = dataclasses.replace(view(), grpc_key_module="/modules/libtfscache_grpc_key.so")
+    entries = [FastPathEntry(FastKey("m"), (A_REST,), (A_GRPC,))]
+    for routed, keys in (([], set()), (entries, {'["m"]|[]|[]'})):
+        _, encoded = build_fast_path_configurations(with_module, routed, FastPathEncoder())
+        (vhost,) = RouteConfiguration.parse(bytes(encoded)).virtual_hosts
+        assert vhost.matcher is not None
+        default = route_of(vhost.matcher.on_no_match).route
+        assert default is not None
+        assert default.cluster == names.CLUSTER_GRPC_MISS
+        if not keys:
+            assert vhost.matcher.matcher_tree is None
+            continue
+        tree = vhost.matcher.matcher_tree
+        assert tree is not None
+        assert tree.input is not None
+        assert tree.input.typed_config is not None
+        assert tree.input.typed_config.unpack() == FilterStateInput(key=MODEL_KEY_STATE)
+        assert tree.exact_match_map is not None
+        assert set(tree.exact_match_map.map) == keys
 
 
 def test_resident_versions_get_routes_to_their_holders_with_ext_proc_left_alone() -> None:
